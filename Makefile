@@ -1,0 +1,51 @@
+# The two commands: `make demo` and `make test`. Both work on a fresh machine with
+# Python 3.11, pip and Debian's packages, and are fast when nothing changed.
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+PG_URL ?= postgresql+psycopg://loopline:loopline@127.0.0.1:5432/loopline_test
+
+.PHONY: demo test check lint format typecheck services bench clean
+
+demo: $(STAMP)
+	$(BIN)/loopline demo
+
+test: $(STAMP) services
+	$(MAKE) --no-print-directory check
+	LOOPLINE_TEST_POSTGRES_URL="$(PG_URL)" LOOPLINE_REQUIRE_POSTGRES=1 \
+		$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# (Re)install only when the dependency declarations change.
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade "pip>=24"
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev]"
+	touch $(STAMP)
+
+# Debian packages and servers the tests use: installed when missing, started when stopped.
+services:
+	bash scripts/services.sh
+
+check: lint typecheck
+	$(BIN)/lint-imports
+
+lint:
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+
+format:
+	$(BIN)/ruff format src tests bench
+	$(BIN)/ruff check --fix src tests bench
+
+typecheck:
+	$(BIN)/mypy
+
+bench: $(STAMP)
+	$(BIN)/python bench/cli_start.py
+	$(BIN)/python bench/objects.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,118 @@
+"""The ``loopline`` command: a lazy root group, and the one place errors become exit codes.
+
+Subcommands live in their own modules and are imported only when invoked, so
+``loopline --help`` and ``loopline --version`` load click and nothing heavy. The table
+below is the whole command list; each entry names its module and its one-line help.
+
+Exit codes: 0 success, 1 a check or command failed, 2 bad usage or configuration,
+3 a store is unreachable or not migrated, 4 stored data failed verification, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Sequence
+from importlib import import_module
+
+import click
+
+from loopline import __version__
+
+#: name -> ("module:attribute", one-line help shown by ``loopline --help``)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "init": (
+        "loopline.cli.project:init_command",
+        "Create a project: loopline.toml, stores, an example pipeline.",
+    ),
+    "doctor": (
+        "loopline.cli.project:doctor_command",
+        "Show where each store lives and check it is reachable and migrated.",
+    ),
+    "db": ("loopline.cli.db:db_group", "Migrate and inspect the metadata database."),
+    "demo": (
+        "loopline.cli.demo:demo_command",
+        "Run the lifecycle on embedded defaults in a fresh project.",
+    ),
+}
+
+
+class LazyGroup(click.Group):
+    """A group whose subcommands are imported on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = COMMANDS.get(cmd_name)
+        if target is None:
+            return None
+        module_name, attr = target[0].split(":")
+        command: click.Command = getattr(import_module(module_name), attr)
+        return command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [(name, help_text) for name, (_, help_text) in sorted(COMMANDS.items())]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
+@click.group(
+    cls=LazyGroup,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
+@click.version_option(
+    __version__, "-V", "--version", prog_name="loopline", message="%(prog)s %(version)s"
+)
+def cli() -> None:
+    """loopline: the machine-learning lifecycle, end to end, from a laptop to a cluster.
+
+    Data, experiments, models, endpoints, monitoring and retraining in one program.
+    Settings come from loopline.toml (found in this folder or above) and LOOPLINE_*
+    environment variables.
+    """
+
+
+def exit_code_for(exc: BaseException) -> int:
+    from loopline import errors
+
+    if isinstance(exc, errors.ConfigError):
+        return 2
+    if isinstance(exc, errors.IntegrityError):
+        return 4
+    if isinstance(exc, errors.StoreUnreachableError | errors.MetadataStoreError):
+        return 3
+    return 1
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Entry point of the console script and ``python -m loopline``."""
+    from loopline.errors import LooplineError
+
+    try:
+        result = cli.main(
+            args=list(argv) if argv is not None else None,
+            prog_name="loopline",
+            standalone_mode=False,
+        )
+    except LooplineError as exc:
+        _print_error(str(exc))
+        sys.exit(exit_code_for(exc))
+    except click.exceptions.Abort:
+        _print_error("interrupted")
+        sys.exit(130)
+    except KeyboardInterrupt:
+        _print_error("interrupted")
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    sys.exit(result if isinstance(result, int) else 0)
+
+
+def _print_error(message: str) -> None:
+    one_line = " ".join(message.split())
+    if sys.stderr.isatty() and not os.environ.get("NO_COLOR"):
+        sys.stderr.write(f"\x1b[1;31merror:\x1b[0m {one_line}\n")
+    else:
+        sys.stderr.write(f"error: {one_line}\n")

@@ -1,0 +1,74 @@
+"""``loopline init`` and ``loopline doctor``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from loopline.cli.output import console, json_option, print_json, status_text, table
+
+
+@click.command("init")
+@click.argument("directory", type=click.Path(path_type=Path), default=Path("."))
+@click.option(
+    "--metadata-url",
+    help="Database URL to write into loopline.toml, e.g. postgresql+psycopg://u:p@host/db.",
+)
+@click.option(
+    "--artifacts-url",
+    help="Artifact store URL to write into loopline.toml, e.g. s3://bucket/prefix.",
+)
+@json_option
+def init_command(
+    directory: Path, metadata_url: str | None, artifacts_url: str | None, as_json: bool
+) -> None:
+    """Create a project in DIRECTORY: loopline.toml, both stores, an example pipeline.
+
+    Running it again in an existing project changes no file; it only applies migrations.
+    """
+    from loopline.project.create import init_project
+
+    report = init_project(directory, metadata_url=metadata_url, artifacts_url=artifacts_url)
+    if as_json:
+        print_json(report.as_dict())
+        return
+    data = report.as_dict()
+    console.print(f"[bold]loopline project[/bold] in {report.project_dir}")
+    rows = [("created", c) for c in report.created] + [("kept", k) for k in report.kept]
+    console.print(table(None, ["", "what"], rows))
+    console.print(f"metadata  {data['metadata_url']}  (revision {report.revision_after})")
+    console.print(f"artifacts {data['artifacts_url']}")
+    console.print(
+        "next: [bold]loopline doctor[/bold] to check the stores, "
+        "[bold]loopline demo[/bold] to see the lifecycle"
+    )
+
+
+@click.command("doctor")
+@json_option
+def doctor_command(as_json: bool) -> None:
+    """Show where each store lives and check it is reachable and migrated.
+
+    Exits 1 when a check fails.
+    """
+    from loopline.config import load_settings
+    from loopline.project.doctor import diagnose
+
+    report = diagnose(load_settings())
+    if as_json:
+        print_json(report.as_dict())
+    else:
+        rows = []
+        for c in report.checks:
+            detail = c.detail + (f"\n[dim]→ {c.hint}[/dim]" if c.hint else "")
+            rows.append((c.name, status_text(c.status), c.where, detail))
+        console.print(
+            table(
+                f"loopline doctor: {report.settings.project_dir}",
+                ["check", "status", "where", "detail"],
+                rows,
+            )
+        )
+    if not report.ok:
+        raise click.exceptions.Exit(1)

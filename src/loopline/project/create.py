@@ -1,0 +1,136 @@
+"""``loopline init``: a project folder with its settings, both stores, and an example."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+from loopline.config import CONFIG_FILE, Settings, default_toml, redact_url, settings_for
+from loopline.errors import ProjectError
+from loopline.store.db import migrate
+from loopline.store.db.engine import Database
+from loopline.store.db.events import record_event
+from loopline.store.objects.base import open_object_store
+
+EXAMPLE_PIPELINE = Path("pipelines") / "example.py"
+
+
+@dataclass
+class InitReport:
+    project_dir: Path
+    settings: Settings
+    created: list[str] = field(default_factory=list)
+    kept: list[str] = field(default_factory=list)
+    revision_before: str | None = None
+    revision_after: str = ""
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "project_dir": str(self.project_dir),
+            "config_file": str(self.project_dir / CONFIG_FILE),
+            "metadata_url": redact_url(self.settings.metadata_url),
+            "artifacts_url": self.settings.artifacts_url,
+            "created": self.created,
+            "kept": self.kept,
+            "revision_before": self.revision_before,
+            "revision": self.revision_after,
+        }
+
+
+def init_project(
+    target: Path,
+    *,
+    metadata_url: str | None = None,
+    artifacts_url: str | None = None,
+    environ: dict[str, str] | None = None,
+) -> InitReport:
+    """Create (or complete) the project in ``target``. Safe to run again: it never
+    overwrites a file and only applies missing migrations."""
+    target = target.expanduser().resolve()
+    if target.exists() and not target.is_dir():
+        raise ProjectError(
+            f"{target} exists and is not a folder", hint="Choose another path for the project"
+        )
+    target.mkdir(parents=True, exist_ok=True)
+    created: list[str] = []
+    kept: list[str] = []
+
+    config_file = target / CONFIG_FILE
+    if config_file.exists():
+        if metadata_url or artifacts_url:
+            raise ProjectError(
+                f"{config_file} exists already; init will not change its store URLs",
+                hint="Edit loopline.toml (or set LOOPLINE_METADATA_URL / "
+                "LOOPLINE_ARTIFACTS_URL) instead",
+            )
+        kept.append(CONFIG_FILE)
+    else:
+        _write_new(config_file, default_toml(metadata_url, artifacts_url))
+        created.append(CONFIG_FILE)
+
+    settings = settings_for(target, environ)
+
+    example = target / EXAMPLE_PIPELINE
+    if example.exists():
+        kept.append(str(EXAMPLE_PIPELINE))
+    else:
+        example.parent.mkdir(parents=True, exist_ok=True)
+        template = resources.files("loopline.project") / "templates" / "example_pipeline.py.txt"
+        _write_new(example, template.read_text(encoding="utf-8"))
+        created.append(str(EXAMPLE_PIPELINE))
+
+    gitignore = target / ".gitignore"
+    store_rel = _relative(settings.store_dir, target)
+    if store_rel is not None:
+        line = f"/{store_rel}/"
+        existing = gitignore.read_text(encoding="utf-8") if gitignore.exists() else ""
+        if line not in existing.splitlines():
+            with gitignore.open("a", encoding="utf-8") as f:
+                f.write(("" if not existing or existing.endswith("\n") else "\n") + line + "\n")
+            created.append(".gitignore entry " + line)
+
+    # The artifact store: a local folder is created; a bucket must exist already.
+    if "://" not in settings.artifacts_url:
+        root = Path(settings.artifacts_url)
+        if not root.exists():
+            root.mkdir(parents=True)
+            created.append(f"artifact store {root}")
+        else:
+            kept.append(f"artifact store {root}")
+    objects = open_object_store(settings.artifacts_url, s3=settings.s3)
+    objects.check()
+    if "://" in settings.artifacts_url:
+        kept.append(f"artifact store {settings.artifacts_url}")
+
+    db = Database(settings.metadata_url, busy_timeout=settings.db_busy_timeout, create=True)
+    try:
+        before, after = migrate.upgrade(db)
+        if before is None:
+            created.append(f"metadata database {db.display_url}")
+        else:
+            kept.append(f"metadata database {db.display_url}")
+        db.run_write(
+            lambda conn: record_event(
+                conn,
+                "project.init",
+                str(target),
+                {"revision_before": before, "revision": after, "created": created},
+            )
+        )
+    finally:
+        db.dispose()
+    return InitReport(target, settings, created, kept, before, after)
+
+
+def _write_new(path: Path, text: str) -> None:
+    """Write a file that must not exist yet (never clobber a user's file)."""
+    with path.open("x", encoding="utf-8") as f:
+        f.write(text)
+
+
+def _relative(path: Path, base: Path) -> str | None:
+    try:
+        return path.relative_to(base).as_posix()
+    except ValueError:
+        return None

@@ -1,0 +1,148 @@
+"""The byte-level object store protocol, key rules, and the scheme registry.
+
+An :class:`ObjectStore` holds immutable-by-convention blobs under '/'-separated keys.
+Implementations are tiny (local folder, S3, in-memory) and are imported only when a URL
+with their scheme is opened, so a local project never imports boto or s3fs.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import IO, TYPE_CHECKING, Protocol, runtime_checkable
+
+from loopline.errors import InvalidKeyError, StoreUnreachableError
+
+if TYPE_CHECKING:
+    from loopline.config import S3Settings
+
+#: Streams are copied in chunks of this size.
+CHUNK_SIZE = 1024 * 1024
+MAX_KEY_LENGTH = 1024
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    """What a store knows about one object without reading it."""
+
+    key: str
+    size: int
+    #: An opaque version tag: S3's ETag, or size+mtime locally. Changes when content does.
+    etag: str
+
+
+@runtime_checkable
+class ObjectStore(Protocol):
+    """Bytes under keys. Writes are atomic: a reader sees the whole object or none."""
+
+    @property
+    def url(self) -> str:
+        """Where the store lives, for display (no secrets)."""
+        ...
+
+    def put(self, key: str, data: bytes | IO[bytes]) -> int:
+        """Store ``data`` (bytes, or a binary stream read to its end) under ``key``.
+
+        Replaces any object of that key atomically. Returns the number of bytes written.
+        """
+        ...
+
+    def get(self, key: str) -> bytes:
+        """The whole object. Raises ObjectNotFoundError."""
+        ...
+
+    def open(self, key: str) -> IO[bytes]:
+        """A binary stream over the object, for objects too large to hold in memory."""
+        ...
+
+    def exists(self, key: str) -> bool: ...
+
+    def stat(self, key: str) -> ObjectInfo:
+        """Size and etag of an object. Raises ObjectNotFoundError."""
+        ...
+
+    def list(self, prefix: str = "") -> Iterator[str]:
+        """Keys that start with ``prefix`` (a key prefix, not only a folder), sorted."""
+        ...
+
+    def delete(self, key: str) -> None:
+        """Remove the object; deleting a missing key is not an error."""
+        ...
+
+    def check(self) -> None:
+        """Raise StoreUnreachableError unless the store can be read and written."""
+        ...
+
+
+def validate_key(key: str) -> str:
+    """Return ``key`` if it is a safe relative key, else raise InvalidKeyError.
+
+    Refused: empty keys, NUL and other control characters, backslashes, absolute paths,
+    drive letters, empty, '.' or '..' parts, and keys longer than 1024 characters.
+    """
+    if not isinstance(key, str):
+        raise InvalidKeyError(repr(key), f"expected a string, got {type(key).__name__}")
+    if not key:
+        raise InvalidKeyError(key, "the key is empty")
+    if len(key) > MAX_KEY_LENGTH:
+        raise InvalidKeyError(key[:40] + "...", f"longer than {MAX_KEY_LENGTH} characters")
+    if any(ord(c) < 32 or ord(c) == 127 for c in key):
+        raise InvalidKeyError(key, "contains NUL or another control character")
+    if "\\" in key:
+        raise InvalidKeyError(key, "contains a backslash")
+    if key.startswith("/"):
+        raise InvalidKeyError(key, "is an absolute path")
+    if len(key) >= 2 and key[1] == ":" and key[0].isalpha():
+        raise InvalidKeyError(key, "starts with a drive letter")
+    for part in key.split("/"):
+        if part in ("", ".", ".."):
+            what = "an empty part ('//' or a trailing '/')" if part == "" else f"a {part!r} part"
+            raise InvalidKeyError(key, f"has {what}, which could escape the store")
+    return key
+
+
+def validate_prefix(prefix: str) -> str:
+    """Like :func:`validate_key` for listing prefixes; '' and a trailing '/' are allowed."""
+    if prefix == "":
+        return prefix
+    validate_key(prefix[:-1] if prefix.endswith("/") else prefix)
+    return prefix
+
+
+_SCHEMES: dict[str, str] = {
+    "": "loopline.store.objects.local:LocalObjectStore",
+    "file": "loopline.store.objects.local:LocalObjectStore",
+    "memory": "loopline.store.objects.memory:MemoryObjectStore",
+    "s3": "loopline.store.objects.s3:S3ObjectStore",
+}
+
+
+def open_object_store(url: str, s3: S3Settings | None = None) -> ObjectStore:
+    """The store for ``url``: a folder path, ``file://``, ``s3://bucket/prefix``, ``memory://name``.
+
+    The implementation is imported only now, so a local project never loads S3 libraries.
+    """
+    scheme = url.split("://", 1)[0] if "://" in url else ""
+    target = _SCHEMES.get(scheme)
+    if target is None:
+        raise StoreUnreachableError(
+            url,
+            f"unsupported scheme {scheme!r}",
+            hint=f"Use a folder path or one of: {', '.join(s + '://' for s in _SCHEMES if s)}",
+        )
+    module_name, cls_name = target.split(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        if (exc.name or "").startswith("loopline"):
+            raise
+        extra = {"s3": "s3"}.get(scheme, scheme)
+        raise StoreUnreachableError(
+            url,
+            f"the {scheme}:// store needs a package that is not installed ({exc.name})",
+            hint=f"Install it with: pip install 'loopline[{extra}]'",
+        ) from exc
+    factory = getattr(module, cls_name)
+    store: ObjectStore = factory.from_url(url, s3=s3)
+    return store

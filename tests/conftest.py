@@ -1,0 +1,127 @@
+"""Fixtures shared by every test folder: real S3 (moto's server), real PostgreSQL, projects.
+
+- ``s3_endpoint``: moto's standalone S3 server over real HTTP on 127.0.0.1 (one per session).
+- ``s3_settings`` / ``s3_url``: credentials for it and a fresh bucket per test.
+- ``postgres_url``: a fresh PostgreSQL database per test, on the server named by
+  ``LOOPLINE_TEST_POSTGRES_URL`` (``make test`` starts it); tests marked ``postgres`` are
+  skipped without it, unless ``LOOPLINE_REQUIRE_POSTGRES=1`` (set by ``make test``), which
+  turns a missing server into a failure so CI can never skip them silently.
+- ``metadata_url``: parametrised over SQLite and PostgreSQL, for tests of the stores.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from loopline.config import S3Settings
+
+S3_KEY = "testing-key"
+S3_SECRET = "testing-secret"
+S3_REGION = "us-east-1"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    """moto's S3 server on 127.0.0.1, reached over HTTP like any S3 endpoint."""
+    from moto.server import ThreadedMotoServer
+
+    port = _free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def s3_settings(s3_endpoint: str) -> S3Settings:
+    return S3Settings(
+        endpoint_url=s3_endpoint,
+        region=S3_REGION,
+        access_key_id=S3_KEY,
+        secret_access_key=S3_SECRET,
+    )
+
+
+@pytest.fixture
+def s3_bucket(s3_settings: S3Settings) -> str:
+    """A new, empty bucket for one test."""
+    import boto3
+
+    name = f"ll-{uuid.uuid4().hex[:16]}"
+    client = boto3.client(
+        "s3",
+        endpoint_url=s3_settings.endpoint_url,
+        region_name=S3_REGION,
+        aws_access_key_id=S3_KEY,
+        aws_secret_access_key=S3_SECRET,
+    )
+    client.create_bucket(Bucket=name)
+    return name
+
+
+@pytest.fixture
+def s3_url(s3_bucket: str) -> str:
+    return f"s3://{s3_bucket}/artifacts"
+
+
+@pytest.fixture
+def s3_env(s3_settings: S3Settings) -> dict[str, str]:
+    """Environment variables that point a loopline subprocess at the S3 server."""
+    assert s3_settings.endpoint_url is not None
+    return {
+        "AWS_ENDPOINT_URL": s3_settings.endpoint_url,
+        "AWS_ACCESS_KEY_ID": S3_KEY,
+        "AWS_SECRET_ACCESS_KEY": S3_SECRET,
+        "AWS_DEFAULT_REGION": S3_REGION,
+    }
+
+
+def _postgres_server_url() -> str | None:
+    return os.environ.get("LOOPLINE_TEST_POSTGRES_URL") or None
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A fresh, empty PostgreSQL database for one test, dropped afterwards."""
+    server = _postgres_server_url()
+    if server is None:
+        if os.environ.get("LOOPLINE_REQUIRE_POSTGRES") == "1":
+            pytest.fail("LOOPLINE_TEST_POSTGRES_URL is not set but PostgreSQL tests are required")
+        pytest.skip("no PostgreSQL server (set LOOPLINE_TEST_POSTGRES_URL; make test does)")
+    import sqlalchemy as sa
+
+    name = f"ll_test_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(server, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+        base = sa.make_url(server)
+        yield base.set(database=name).render_as_string(hide_password=False)
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def metadata_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Each store test runs once on SQLite and once on PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'meta.db'}"
+    url: str = request.getfixturevalue("postgres_url")
+    return url

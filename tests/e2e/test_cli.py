@@ -1,0 +1,202 @@
+"""The ``loopline`` command as a user runs it: a subprocess, its output and exit code."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+HEAVY = [
+    "sqlalchemy",
+    "pandas",
+    "sklearn",
+    "boto3",
+    "botocore",
+    "s3fs",
+    "pyarrow",
+    "numpy",
+    "alembic",
+    "pydantic",
+    "typer",
+    "rich",
+]
+
+
+def run(
+    *args: str, cwd: Path, env: dict[str, str] | None = None, check: bool = True
+) -> subprocess.CompletedProcess[str]:
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith(("LOOPLINE_", "AWS_"))}
+    full_env.update(env or {})
+    full_env["NO_COLOR"] = "1"
+    full_env["COLUMNS"] = "200"
+    proc = subprocess.run(
+        [sys.executable, "-m", "loopline", *args],
+        cwd=cwd,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    if check:
+        assert proc.returncode == 0, proc.stderr + proc.stdout
+    return proc
+
+
+@pytest.mark.parametrize("args", [["--help"], ["--version"]])
+def test_help_and_version_import_nothing_heavy(args: list[str], tmp_path: Path) -> None:
+    code = (
+        "import sys\n"
+        "from loopline.cli.main import main\n"
+        f"sys.argv = ['loopline', *{args!r}]\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        f"loaded = [m for m in {HEAVY!r} if m in sys.modules]\n"
+        "print('LOADED', loaded, file=sys.stderr)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=60
+    )
+    assert "LOADED []" in proc.stderr, proc.stderr
+    if args == ["--help"]:
+        for command in ("init", "doctor", "db", "demo"):
+            assert command in proc.stdout
+    else:
+        assert proc.stdout.startswith("loopline ")
+
+
+def test_init_then_doctor_reports_both_stores(tmp_path: Path) -> None:
+    out = json.loads(run("init", "proj", "--json", cwd=tmp_path).stdout)
+    project = tmp_path / "proj"
+    assert out["project_dir"] == str(project.resolve())
+    assert (project / "loopline.toml").is_file()
+    assert (project / "pipelines" / "example.py").is_file()
+    assert "/.loopline/" in (project / ".gitignore").read_text()
+    assert out["revision"] == "0001"
+
+    doctor = json.loads(run("doctor", "--json", cwd=project / "pipelines").stdout)
+    assert doctor["ok"] is True
+    by_name = {c["name"]: c for c in doctor["checks"]}
+    assert by_name["metadata store"]["status"] == "ok"
+    assert "journal wal" in by_name["metadata store"]["detail"]
+    assert by_name["schema"]["detail"].startswith("at revision 0001")
+    assert by_name["artifact store"]["where"] == str(project.resolve() / ".loopline/artifacts")
+
+    table = run("doctor", cwd=project).stdout
+    assert "metadata store" in table
+    assert "artifact store" in table
+
+
+def test_init_again_keeps_every_file(tmp_path: Path) -> None:
+    run("init", "p", cwd=tmp_path)
+    toml = tmp_path / "p" / "loopline.toml"
+    toml.write_text(toml.read_text() + "# my edit\n")
+    out = json.loads(run("init", "p", "--json", cwd=tmp_path).stdout)
+    assert out["created"] == []
+    assert "# my edit" in toml.read_text()
+    assert (tmp_path / "p" / ".gitignore").read_text().count("/.loopline/") == 1
+
+
+def test_outside_a_project_the_error_is_one_line_with_the_fix(tmp_path: Path) -> None:
+    proc = run("doctor", cwd=tmp_path, check=False)
+    assert proc.returncode == 1
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("error: No loopline.toml")
+    assert "loopline init" in lines[0]
+    assert "Traceback" not in proc.stderr
+
+
+def test_unreachable_database_is_one_line_exit_3(tmp_path: Path) -> None:
+    run("init", "p", cwd=tmp_path)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {"LOOPLINE_METADATA_URL": f"postgresql://u:pw@127.0.0.1:{port}/db"}
+    proc = run("db", "upgrade", cwd=tmp_path / "p", env=env, check=False)
+    assert proc.returncode == 3, proc.stderr
+    assert "Traceback" not in proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert f"127.0.0.1:{port}" in lines[0]
+    assert "pw@" not in lines[0]
+
+    doctor = run("doctor", "--json", cwd=tmp_path / "p", env=env, check=False)
+    assert doctor.returncode == 1
+    checks = {c["name"]: c for c in json.loads(doctor.stdout)["checks"]}
+    assert checks["metadata store"]["status"] == "fail"
+    assert checks["artifact store"]["status"] == "ok"
+
+
+def test_missing_store_folder_is_reported_with_the_fix(tmp_path: Path) -> None:
+    project = tmp_path / "p"
+    project.mkdir()
+    (project / "loopline.toml").write_text("")
+    proc = run("db", "current", cwd=project, check=False)
+    assert proc.returncode == 3
+    assert "loopline init" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    doctor = json.loads(run("doctor", "--json", cwd=project, check=False).stdout)
+    statuses = {c["name"]: c["status"] for c in doctor["checks"]}
+    assert statuses["metadata store"] == "fail"
+    assert statuses["artifact store"] == "fail"
+
+
+def test_bad_config_exits_2_and_names_the_file(tmp_path: Path) -> None:
+    project = tmp_path / "p"
+    project.mkdir()
+    (project / "loopline.toml").write_text("metdata_url = 'x'\n")
+    proc = run("doctor", cwd=project, check=False)
+    assert proc.returncode == 2
+    assert str(project / "loopline.toml") in proc.stderr
+    assert "metdata_url" in proc.stderr
+
+
+def test_db_upgrade_and_current(tmp_path: Path) -> None:
+    project = tmp_path / "p"
+    project.mkdir()
+    (project / "loopline.toml").write_text("")
+    assert run("db", "current", cwd=project, check=False).returncode == 3  # no database yet
+    up = json.loads(run("db", "upgrade", "--json", cwd=project).stdout)
+    assert up == {"url": up["url"], "before": None, "after": "0001", "changed": True}
+    again = json.loads(run("db", "upgrade", "--json", cwd=project).stdout)
+    assert again["changed"] is False
+    cur = json.loads(run("db", "current", "--json", cwd=project).stdout)
+    assert cur["revision"] == cur["latest"] == "0001"
+
+
+def test_demo_stores_and_reads_back(tmp_path: Path) -> None:
+    out = json.loads(run("demo", "--dir", str(tmp_path / "d"), "--json", cwd=tmp_path).stdout)
+    whats = [item["what"] for item in out["items"]]
+    assert any(w.startswith("dataset") for w in whats)
+    assert any(w.startswith("artifact") for w in whats)
+    dataset = next(i for i in out["items"] if i["what"].startswith("dataset"))
+    stored = Path(dataset["where"])
+    assert stored.is_file()
+    assert stored.stat().st_size > 0
+    assert "same digest" in dataset["detail"]
+    human = run("demo", "--dir", str(tmp_path / "d2"), cwd=tmp_path).stdout
+    assert "loopline demo" in human
+    assert "dataset" in human
+
+
+@pytest.mark.s3
+def test_project_on_s3_and_postgres(
+    tmp_path: Path, s3_url: str, s3_env: dict[str, str], postgres_url: str
+) -> None:
+    """The same commands, moved to shared infrastructure by configuration alone."""
+    env = {**s3_env, "LOOPLINE_METADATA_URL": postgres_url, "LOOPLINE_ARTIFACTS_URL": s3_url}
+    run("init", "p", cwd=tmp_path, env=env)
+    doctor = json.loads(run("doctor", "--json", cwd=tmp_path / "p", env=env).stdout)
+    checks = {c["name"]: c for c in doctor["checks"]}
+    assert doctor["ok"], doctor
+    assert "PostgreSQL" in checks["metadata store"]["detail"]
+    assert checks["artifact store"]["where"] == s3_url
+    out = json.loads(
+        run("demo", "--dir", str(tmp_path / "p"), "--json", cwd=tmp_path, env=env).stdout
+    )
+    assert out["artifacts_url"] == s3_url
+    assert any(i["where"].startswith(s3_url) for i in out["items"])
