@@ -301,3 +301,19 @@ def default_toml(metadata_url: str | None = None, artifacts_url: str | None = No
         "",
     ]
     return "\n".join(lines)
+
+
+def read_section(settings: Settings, name: str) -> dict[str, Any]:
+    """The ``[name]`` table of the project's ``loopline.toml`` (empty when absent).
+
+    Layers own their sections (``[serve]``, ``[gates]`` ...) and validate them themselves.
+    """
+    if settings.config_file is None or not settings.config_file.is_file():
+        return {}
+    value = _read_toml(settings.config_file).get(name, {})
+    if not isinstance(value, dict):
+        raise ConfigError(
+            f"[{name}] must be a table, not {type(value).__name__}",
+            source=str(settings.config_file),
+        )
+    return value

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from loopline.store.db.migrate import HEAD
+
 HEAVY = [
     "sqlalchemy",
     "pandas",
@@ -75,14 +77,14 @@ def test_init_then_doctor_reports_both_stores(tmp_path: Path) -> None:
     assert (project / "loopline.toml").is_file()
     assert (project / "pipelines" / "example.py").is_file()
     assert "/.loopline/" in (project / ".gitignore").read_text()
-    assert out["revision"] == "0001"
+    assert out["revision"] == HEAD
 
     doctor = json.loads(run("doctor", "--json", cwd=project / "pipelines").stdout)
     assert doctor["ok"] is True
     by_name = {c["name"]: c for c in doctor["checks"]}
     assert by_name["metadata store"]["status"] == "ok"
     assert "journal wal" in by_name["metadata store"]["detail"]
-    assert by_name["schema"]["detail"].startswith("at revision 0001")
+    assert by_name["schema"]["detail"].startswith(f"at revision {HEAD}")
     assert by_name["artifact store"]["where"] == str(project.resolve() / ".loopline/artifacts")
 
     table = run("doctor", cwd=project).stdout
@@ -161,11 +163,11 @@ def test_db_upgrade_and_current(tmp_path: Path) -> None:
     (project / "loopline.toml").write_text("")
     assert run("db", "current", cwd=project, check=False).returncode == 3  # no database yet
     up = json.loads(run("db", "upgrade", "--json", cwd=project).stdout)
-    assert up == {"url": up["url"], "before": None, "after": "0001", "changed": True}
+    assert up == {"url": up["url"], "before": None, "after": HEAD, "changed": True}
     again = json.loads(run("db", "upgrade", "--json", cwd=project).stdout)
     assert again["changed"] is False
     cur = json.loads(run("db", "current", "--json", cwd=project).stdout)
-    assert cur["revision"] == cur["latest"] == "0001"
+    assert cur["revision"] == cur["latest"] == HEAD
 
 
 def test_demo_stores_and_reads_back(tmp_path: Path) -> None:

@@ -50,11 +50,17 @@ def demo_command(directory: Path | None, as_json: bool) -> None:
         report = run_demo(target, on_stage=on_stage)
         progress.advance(task)
     console.print(f"[bold]loopline demo[/bold]: project in {report.project_dir}")
+    root = str(report.project_dir)
     console.print(
         table(
             None,
             ["stage", "what", "where", "detail"],
-            [(i.stage, i.what, i.where, i.detail) for i in report.items],
+            [(i.stage, i.what, _relative(i.where, root), i.detail) for i in report.items],
         )
     )
     console.print(f"Look around: cd {report.project_dir} && loopline doctor")
+
+
+def _relative(where: str, root: str) -> str:
+    """Paths inside the project are shown relative to it, so the table stays readable."""
+    return where.replace(root + "/", "./").replace(root, ".")

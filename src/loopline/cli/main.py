@@ -30,6 +30,29 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "Show where each store lives and check it is reachable and migrated.",
     ),
     "db": ("loopline.cli.db:db_group", "Migrate and inspect the metadata database."),
+    "data": ("loopline.cli.data:data_group", "Add, list, show and validate versioned datasets."),
+    "runs": ("loopline.cli.runs:runs_group", "List, show and compare tracked runs."),
+    "run": (
+        "loopline.cli.run:run_command",
+        "Run a pipeline: steps with caching, retries and lineage.",
+    ),
+    "models": (
+        "loopline.cli.models:models_group",
+        "List, show, alias, promote and roll back registered models.",
+    ),
+    "check": (
+        "loopline.cli.check:check_command",
+        "CI gate: evaluate every model's gates on holdout data; exit 1 on failure.",
+    ),
+    "serve": (
+        "loopline.cli.serve:serve_command",
+        "Serve a model over HTTP: batching, hot swap, canary, logging.",
+    ),
+    "keys": ("loopline.cli.keys:keys_group", "Create, list and revoke API keys of the server."),
+    "feedback": (
+        "loopline.cli.feedback:feedback_group",
+        "Import ground-truth labels for logged predictions.",
+    ),
     "demo": (
         "loopline.cli.demo:demo_command",
         "Run the lifecycle on embedded defaults in a fresh project.",

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from loopline.config import Settings
-from loopline.errors import IntegrityError
+from loopline.errors import IntegrityError, PipelineError
 from loopline.project.create import InitReport, init_project
 from loopline.store.db.events import list_events, record_event
 from loopline.store.stores import Stores
@@ -125,6 +125,69 @@ def stage_store_artifact(ctx: DemoContext) -> None:
     )
 
 
+def stage_pipeline(ctx: DemoContext) -> None:
+    """The credit-risk example: ingest, validate, profile, split, prepare features."""
+    from loopline.examples.credit_risk import pipeline as example
+    from loopline.pipeline.runner import run_pipeline
+
+    result = run_pipeline(example.pipeline, ctx.stores, source=example.__file__)
+    if not result.ok:
+        raise PipelineError(f"The example pipeline {result.status}: {result.error}")
+    ctx.state["pipeline"] = result
+    ingest = result.output("ingest")
+    split = result.output("split")
+    features = result.output("features")
+    ctx.add(
+        "data",
+        f"dataset {ingest['name']} v{ingest['version']} ({ingest['rows']:,} rows)",
+        ctx.stores.db.display_url,
+        f"content sha256 {ingest['digest'][:12]}…, validated, profiled",
+    )
+    ctx.add(
+        "data",
+        "split (stratified, seeded)",
+        f"split #{split['split_id']}",
+        f"train {len(split['train']):,} / validation {len(split['validation']):,} / "
+        f"test {len(split['test']):,}",
+    )
+    ctx.add(
+        "pipeline",
+        f"pipeline run {result.id[:12]} ({len(result.steps)} steps)",
+        f"tracked run {result.run_id[:12] if result.run_id else '-'}",
+        f"features: {features['n_features']} columns after preprocessing; "
+        + ", ".join(f"{n} {r.status}" for n, r in result.steps.items()),
+    )
+    evaluation = result.output("evaluation")
+    for name in ("baseline", "tuned"):
+        m = evaluation[name]["metrics"]
+        ctx.add(
+            "train",
+            f"{name} model",
+            f"tracked run {(result.steps[name].run_id or '-')[:12]}",
+            f"test ROC AUC {m.get('roc_auc') or 0:.3f}, log loss {m.get('log_loss') or 0:.3f}",
+        )
+    reg = result.output("register")
+    verdict = reg.get("verdict") or {}
+    passed = sum(1 for r in verdict.get("results", []) if r.get("passed"))
+    total = len(verdict.get("results", []))
+    ctx.add(
+        "registry",
+        f"model {reg['model']} v{reg['version']} ({reg['winner']})",
+        "aliases: challenger" + (", champion" if reg["promoted"] else ""),
+        f"gates {passed}/{total} passed; "
+        + ("promoted to champion" if reg["promoted"] else "not promoted"),
+    )
+    ctx.state["model"] = reg
+    again = run_pipeline(example.pipeline, ctx.stores, source=example.__file__)
+    cached = sum(r.status == "cached" for r in again.steps.values())
+    ctx.add(
+        "pipeline",
+        "the same pipeline again",
+        f"pipeline run {again.id[:12]}",
+        f"{cached} of {len(again.steps)} steps reused from the cache",
+    )
+
+
 def stage_audit(ctx: DemoContext) -> None:
     with ctx.stores.db.read() as conn:
         events = list_events(conn, limit=10)
@@ -138,6 +201,7 @@ Stage = tuple[str, str, Callable[[DemoContext], None]]
 STAGES: list[Stage] = [
     ("dataset", "store a dataset as Parquet and read it back", stage_store_dataset),
     ("artifact", "store an artifact and verify its hash", stage_store_artifact),
+    ("pipeline", "credit-risk pipeline: data, tuning, evaluation, gates, registry", stage_pipeline),
     ("audit", "read back the audit log", stage_audit),
 ]
 

@@ -44,10 +44,23 @@ def test_head_constant_matches_the_migration_scripts() -> None:
     assert migrate.alembic_heads() == [migrate.HEAD]
 
 
+def _import_every_layers_tables() -> None:
+    """Each layer declares its tables in a ``tables`` module; load them all."""
+    import importlib
+    import pkgutil
+
+    import loopline
+
+    for info in pkgutil.walk_packages(loopline.__path__, "loopline."):
+        if info.name.endswith(".tables"):
+            importlib.import_module(info.name)
+
+
 def test_migrations_create_exactly_the_declared_tables(db: Database) -> None:
     from alembic.autogenerate import compare_metadata
     from alembic.migration import MigrationContext
 
+    _import_every_layers_tables()
     migrate.upgrade(db)
     with db.read() as conn:
         ctx = MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE})

@@ -1,0 +1,371 @@
+"""``loopline runs ls|show|compare``: tracked runs as tables (or ``--json``).
+
+Every command first marks as ``killed`` the runs whose process died without ending them
+(no heartbeat for a while), so what it shows is current.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from loopline.cli.output import console, json_option, print_json, table
+
+if TYPE_CHECKING:
+    from loopline.tracking import RunRecord, Tracker
+
+RUN_STATUSES = ("running", "finished", "failed", "killed")
+_STATUS_STYLE = {"running": "cyan", "finished": "green", "failed": "bold red", "killed": "yellow"}
+_EXTRA_METRIC_COLUMNS = 4
+
+
+@contextmanager
+def _tracker() -> Iterator[Tracker]:
+    from loopline.config import load_settings
+    from loopline.store.stores import Stores
+    from loopline.tracking import Tracker
+
+    with Stores.open(load_settings()) as stores:
+        tracker = Tracker(stores)
+        tracker.reap_dead_runs()
+        yield tracker
+
+
+@click.group("runs", no_args_is_help=True)
+def runs_group() -> None:
+    """List, show and compare tracked runs.
+
+    Run ids may be shortened to any unique prefix, as with git commits.
+    """
+
+
+@runs_group.command("ls")
+@click.option("-e", "--experiment", help="Only runs of this experiment.")
+@click.option(
+    "-s",
+    "--status",
+    "statuses",
+    multiple=True,
+    type=click.Choice(RUN_STATUSES),
+    help="Only runs with this status (repeatable).",
+)
+@click.option(
+    "-f",
+    "--filter",
+    "filters",
+    multiple=True,
+    metavar="EXPR",
+    help='Keep runs matching EXPR, e.g. "metrics.f1 >= 0.8", "params.model = rf", '
+    '"tags.team like ml%" (repeatable; all must match).',
+)
+@click.option(
+    "--sort",
+    "sort_keys",
+    multiple=True,
+    metavar="FIELD",
+    help="Sort by FIELD, e.g. metrics.f1, params.C, start_time; '-FIELD' or 'FIELD desc' "
+    "for descending (repeatable). Default: newest first.",
+)
+@click.option("--desc", is_flag=True, help="Sort descending (for --sort keys without a direction).")
+@click.option("--parent", help="Only child runs of this run (id or prefix).")
+@click.option(
+    "-n", "--limit", type=click.IntRange(min=0), default=50, show_default=True, help="At most N."
+)
+@json_option
+def ls_command(
+    experiment: str | None,
+    statuses: tuple[str, ...],
+    filters: tuple[str, ...],
+    sort_keys: tuple[str, ...],
+    desc: bool,
+    parent: str | None,
+    limit: int,
+    as_json: bool,
+) -> None:
+    """List runs, newest first, with the metrics and params the filters and sort name."""
+    from loopline.errors import InvalidRunFilterError
+    from loopline.tracking.search import parse_filter, parse_sort
+
+    order = [_with_direction(k, desc) for k in sort_keys]
+    try:
+        fields = [str(parse_filter(f).field) for f in filters]
+        fields += [str(parse_sort(k).field) for k in order]
+    except InvalidRunFilterError as exc:
+        raise click.BadParameter(str(exc), param_hint="--filter/--sort") from None
+    with _tracker() as tracker:
+        records = tracker.search_runs(
+            experiment=experiment,
+            filters=filters,
+            order_by=order,
+            status=list(statuses) or None,
+            parent_id=parent,
+            limit=limit,
+        )
+    if as_json:
+        print_json([r.as_dict() for r in records])
+        return
+    if not records:
+        console.print("no runs match" if (filters or statuses or experiment) else "no runs yet")
+        return
+    from rich.table import Table
+
+    room = max(0, (console.width - 100) // 12)
+    columns = _value_columns(fields, records, min(room, _EXTRA_METRIC_COLUMNS))
+    t = Table(header_style="bold")
+    for head in ("id", "experiment", "name", "status", "started", "duration"):
+        fixed = head in ("id", "status", "started", "duration")
+        t.add_column(head, no_wrap=fixed, min_width=None if fixed else 6, overflow="fold")
+    for column in columns:
+        t.add_column(column.removeprefix("metrics."), justify="right", min_width=6)
+    for r in records:
+        t.add_row(
+            r.id[:8],
+            _escape(r.experiment),
+            _escape(r.name or ""),
+            _status(r.status),
+            _when(r.start_time),
+            _duration(r.duration) if r.end_time else "",
+            *(_format(_lookup(r, c)) for c in columns),
+        )
+    console.print(t)
+    if len(records) == limit:
+        console.print(f"[dim]first {limit} runs; see more with --limit[/dim]")
+
+
+@runs_group.command("show")
+@click.argument("run_id")
+@json_option
+def show_command(run_id: str, as_json: bool) -> None:
+    """Show one run: params, latest metrics, tags, inputs, artifacts, code version."""
+    with _tracker() as tracker:
+        record = tracker.get_run(run_id)
+        children = tracker.search_runs(parent_id=record.id, limit=None)
+    if as_json:
+        data = record.as_dict()
+        data["children"] = [c.id for c in children]
+        print_json(data)
+        return
+    r = record
+    git = "-"
+    if r.git_commit:
+        git = r.git_commit[:12] + (" (uncommitted changes)" if r.git_dirty else "")
+    about: list[tuple[str, Any]] = [
+        ("id", r.id),
+        ("experiment", _escape(r.experiment)),
+        ("name", _escape(r.name or "-")),
+        ("status", _status(r.status)),
+        ("parent", r.parent_id or "-"),
+        ("started", _when(r.start_time)),
+        ("ended", _when(r.end_time) if r.end_time else "-"),
+        ("duration", _duration(r.duration) if r.end_time else "-"),
+        ("user", r.user or "-"),
+        ("source", _escape(r.source or "-")),
+        ("git", git),
+    ]
+    if r.error:
+        about.append(("error", f"[red]{_escape(r.error)}[/red]"))
+    console.print(table(f"run {r.id}", ["", ""], about))
+    if r.params:
+        console.print(table("params", ["key", "value"], _escaped(sorted(r.params.items()))))
+    if r.metric_summaries:
+        console.print(
+            table(
+                "metrics (latest)",
+                ["key", "value", "step", "points"],
+                [
+                    (s.key, _format(s.value), s.step, s.points)
+                    for s in sorted(r.metric_summaries.values(), key=lambda s: s.key)
+                ],
+            )
+        )
+    if r.tags:
+        console.print(table("tags", ["key", "value"], _escaped(sorted(r.tags.items()))))
+    if r.inputs:
+        console.print(
+            table(
+                "inputs",
+                ["kind", "name", "version", "digest", "role"],
+                [(i.kind, i.name, i.version, i.digest[:12], i.role) for i in r.inputs],
+            )
+        )
+    if r.artifacts:
+        console.print(
+            table(
+                "artifacts",
+                ["name", "digest", "size"],
+                [(a.name, a.digest[:12], _size(a.size)) for a in r.artifacts],
+            )
+        )
+    if children:
+        console.print(
+            table(
+                "child runs",
+                ["id", "name", "status", "duration"],
+                [
+                    (c.id[:8], c.name or "", _status(c.status), _duration(c.duration))
+                    for c in children
+                ],
+            )
+        )
+
+
+@runs_group.command("compare")
+@click.argument("run_ids", nargs=-1, required=True)
+@click.option("--only-diff", is_flag=True, help="Show only the rows whose values differ.")
+@json_option
+def compare_command(run_ids: tuple[str, ...], only_diff: bool, as_json: bool) -> None:
+    """Compare runs side by side: params and latest metrics; differing rows highlighted."""
+    with _tracker() as tracker:
+        records: list[RunRecord] = []
+        for run_id in run_ids:
+            record = tracker.get_run(run_id)
+            if all(record.id != r.id for r in records):
+                records.append(record)
+    if len(records) < 2:
+        raise click.UsageError("give at least two different runs to compare")
+    rows = compare_rows(records)
+    if only_diff:
+        rows = [row for row in rows if row["differs"]]
+    if as_json:
+        print_json(
+            {
+                "runs": [{"id": r.id, "name": r.name, "experiment": r.experiment} for r in records],
+                "rows": [
+                    {**row, "values": [_json_value(v) for v in row["values"]]} for row in rows
+                ],
+            }
+        )
+        return
+    from rich.table import Table
+
+    t = Table(title="compare", title_justify="left", header_style="bold")
+    t.add_column("≠", justify="center")
+    t.add_column("field")
+    for r in records:
+        t.add_column(f"{r.id[:8]}" + (f"\n{r.name}" if r.name else ""), overflow="fold")
+    for row in rows:
+        cells = [_format(v) if v is not None else "-" for v in row["values"]]
+        if row["differs"]:
+            t.add_row("≠", row["field"], *cells, style="bold yellow")
+        else:
+            t.add_row("", row["field"], *cells, style="dim")
+    console.print(t)
+    differing = sum(1 for row in rows if row["differs"])
+    console.print(f"{differing} of {len(rows)} rows differ")
+
+
+def compare_rows(records: Sequence[RunRecord]) -> list[dict[str, Any]]:
+    """Rows of a comparison: attributes, then params, then metrics, each with the value of
+    every run (None where a run lacks it) and whether they differ."""
+    rows: list[dict[str, Any]] = []
+
+    def add(field: str, values: list[Any]) -> None:
+        differs = any(not _same(values[0], v) for v in values[1:])
+        rows.append({"field": field, "values": values, "differs": differs})
+
+    add("experiment", [r.experiment for r in records])
+    add("status", [r.status for r in records])
+    add("git_commit", [r.git_commit[:12] if r.git_commit else None for r in records])
+    add("duration_s", [None if r.duration is None else round(r.duration, 3) for r in records])
+    for key in sorted({k for r in records for k in r.params}):
+        add(f"params.{key}", [r.params.get(key) for r in records])
+    for key in sorted({k for r in records for k in r.metrics}):
+        add(f"metrics.{key}", [r.metrics.get(key) for r in records])
+    return rows
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
+        return True
+    return bool(a == b)
+
+
+def _with_direction(key: str, desc: bool) -> str:
+    text = key.strip()
+    if not desc or text.startswith(("-", "+")) or text.lower().endswith((" asc", " desc")):
+        return text
+    return f"{text} desc"
+
+
+def _value_columns(fields: list[str], records: Sequence[RunRecord], extra: int) -> list[str]:
+    """Columns for the params and metrics named by filters and sort, then a few metrics."""
+    columns: list[str] = []
+    for f in fields:
+        if f.startswith(("params.", "metrics.", "tags.")) and f not in columns:
+            columns.append(f)
+    others = sorted({f"metrics.{k}" for r in records for k in r.metrics} - set(columns))
+    return columns + others[:extra]
+
+
+def _lookup(record: RunRecord, column: str) -> Any:
+    kind, _, key = column.partition(".")
+    if key.startswith('"') and key.endswith('"'):
+        key = key[1:-1]
+    if kind == "metrics":
+        return record.metrics.get(key)
+    return (record.params if kind == "params" else record.tags).get(key)
+
+
+def _format(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "nan"
+        return format(value, ".6g")
+    return _escape(str(value))
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        from loopline.tracking.records import json_number
+
+        return json_number(value)
+    return value
+
+
+def _escape(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)
+
+
+def _escaped(rows: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    return [(_escape(k), _escape(v)) for k, v in rows]
+
+
+def _status(status: str) -> str:
+    style = _STATUS_STYLE.get(status)
+    return f"[{style}]{status}[/{style}]" if style else status
+
+
+def _when(moment: datetime | None) -> str:
+    if moment is None:
+        return ""
+    return moment.astimezone().strftime("%Y-%m-%d %H:%M")
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return ""
+    if seconds < 60:
+        return f"{seconds:.2f}s" if seconds < 10 else f"{seconds:.0f}s"
+    minutes, secs = divmod(round(seconds), 60)
+    if minutes < 60:
+        return f"{minutes}m {secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h {minutes:02d}m"
+
+
+def _size(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n} B"

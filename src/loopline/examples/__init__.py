@@ -1,0 +1,1 @@
+"""Example projects shipped with loopline (run by ``loopline demo``)."""

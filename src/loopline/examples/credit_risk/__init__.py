@@ -1,0 +1,1 @@
+"""Credit risk: will a loan applicant default? A complete example pipeline."""

@@ -1,0 +1,632 @@
+"""The prediction log: every prediction's inputs, outputs, model version, latency and request
+id, as Parquet files in the artifact store, partitioned by model and hour.
+
+Writing (:class:`PredictionLogWriter`) never blocks the caller: :meth:`~PredictionLogWriter.append`
+puts a :class:`PredictionBatch` in an in-memory buffer under a lock and returns; a
+background thread writes the buffer out every ``flush_interval_s`` seconds, or as soon as
+it holds ``flush_rows`` rows, and :meth:`~PredictionLogWriter.close` writes what is left
+(call it on a graceful stop). The buffer is bounded: when it holds ``max_buffer_rows``
+rows (the store is slow or down), new batches are dropped and counted in
+``stats.dropped_rows`` instead of growing memory or slowing the caller. A process killed
+with SIGKILL loses what it had not flushed yet: at most one flush interval.
+
+Layout, one file per (model, hour) per flush and writer::
+
+    predictions/model=<name>/date=<YYYY-MM-DD>/hour=<HH>/<YYYYmmddTHHMMSS>-<writer>-<seq>.parquet
+
+Columns of a file (one row per predicted row):
+
+=====================  ==================================================================
+``request_id``         the request's id (string)
+``row``                the 0-based row within the request (int32)
+``ts``                 when the request arrived (timestamp[us, UTC])
+``model``, ``version`` which model version answered (string, int32)
+``role``               ``primary``, ``canary`` or ``shadow`` (a shadow's answer was not returned)
+``latency_ms``         the request's latency up to its prediction (float64)
+``input.<column>``     one column per input of the model's signature
+``output.prediction``  the prediction (label or value)
+``output.proba.<c>``   for classifiers, the probability of class ``c``
+=====================  ==================================================================
+
+Reading (:func:`read_predictions`) lists the partitions of a time range and concatenates
+the files (files of different model versions may have different input columns; missing
+ones are null). The database index of request ids (``ll_prediction_index``, written
+after each file by :class:`PredictionIndex`) lets feedback be matched to predictions
+without reading Parquet.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import secrets
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from loopline.store.db.engine import Database
+    from loopline.store.objects.base import ObjectStore
+
+log = logging.getLogger("loopline.monitor.predictions")
+
+PREFIX = "predictions"
+INPUT_PREFIX = "input."
+OUTPUT_PREFIX = "output."
+PREDICTION_COLUMN = "output.prediction"
+PROBA_PREFIX = "output.proba."
+META_COLUMNS = ("request_id", "row", "ts", "model", "version", "role", "latency_ms")
+ROLES = ("primary", "canary", "shadow")
+
+#: Arrays are typed loosely: numpy is imported only where they are built.
+Array = Any
+
+
+@dataclass
+class PredictionBatch:
+    """Rows predicted together by one model version, ready to be logged.
+
+    Per-row arrays (``request_ids``, ``rows``, ``ts``, ``latency_ms``) have one entry per
+    row; ``inputs`` and ``outputs`` map column names (without the ``input.``/``output.``
+    prefixes, e.g. ``"prediction"``, ``"proba.1"``) to arrays of the same length.
+    """
+
+    model: str
+    version: int
+    role: str
+    request_ids: Array
+    rows: Array
+    ts: Array
+    latency_ms: Array
+    inputs: Mapping[str, Array]
+    outputs: Mapping[str, Array]
+    #: When the batch was logged (seconds since the epoch): it decides the hour partition.
+    logged_at: float = field(default_factory=time.time)
+
+    @property
+    def n_rows(self) -> int:
+        return len(self.request_ids)
+
+    @classmethod
+    def from_requests(
+        cls,
+        *,
+        model: str,
+        version: int,
+        role: str,
+        request_ids: Sequence[str],
+        row_counts: Sequence[int],
+        arrived: Sequence[float],
+        latency_ms: Sequence[float],
+        inputs: Mapping[str, Array],
+        outputs: Mapping[str, Array],
+    ) -> PredictionBatch:
+        """A batch from per-request values (repeated to one per row)."""
+        import numpy as np
+
+        counts = np.asarray(row_counts, dtype=np.int64)
+        ids = np.empty(len(request_ids), dtype=object)
+        ids[:] = list(request_ids)
+        starts = np.repeat(np.cumsum(counts) - counts, counts)
+        rows = np.arange(int(counts.sum()), dtype=np.int32) - starts.astype(np.int32)
+        return cls(
+            model=model,
+            version=version,
+            role=role,
+            request_ids=np.repeat(ids, counts),
+            rows=rows,
+            ts=np.repeat(np.asarray(arrived, dtype=np.float64), counts),
+            latency_ms=np.repeat(np.asarray(latency_ms, dtype=np.float64), counts),
+            inputs=inputs,
+            outputs=outputs,
+        )
+
+    def to_arrow(self) -> Any:
+        """The batch as a pyarrow Table in the log's column layout."""
+        import numpy as np
+        import pyarrow as pa
+
+        n = self.n_rows
+        micros = (np.asarray(self.ts, dtype=np.float64) * 1e6).astype(np.int64)
+        data: dict[str, Any] = {
+            "request_id": pa.array(self.request_ids, type=pa.string()),
+            "row": pa.array(np.asarray(self.rows, dtype=np.int32)),
+            "ts": pa.array(micros, type=pa.timestamp("us", tz="UTC")),
+            "model": pa.array([self.model] * n, type=pa.string()),
+            "version": pa.array(np.full(n, self.version, dtype=np.int32)),
+            "role": pa.array([self.role] * n, type=pa.string()),
+            "latency_ms": pa.array(np.asarray(self.latency_ms, dtype=np.float64)),
+        }
+        for name, values in self.inputs.items():
+            data[INPUT_PREFIX + name] = _arrow_array(pa, values)
+        for name, values in self.outputs.items():
+            data[OUTPUT_PREFIX + name] = _arrow_array(pa, values)
+        return pa.table(data)
+
+
+def _arrow_array(pa: Any, values: Any) -> Any:
+    try:
+        return pa.array(values)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+        # Mixed Python values (an ``object`` column): keep them as text.
+        return pa.array([None if v is None else str(v) for v in values], type=pa.string())
+
+
+@dataclass(frozen=True)
+class IndexEntry:
+    """One request in one log file (what ``ll_prediction_index`` holds)."""
+
+    request_id: str
+    model: str
+    version: int
+    role: str
+    rows: int
+    at: datetime
+    object_key: str
+
+
+@dataclass
+class LogStats:
+    """Counters of a writer, for metrics and status pages."""
+
+    appended_rows: int = 0
+    written_rows: int = 0
+    dropped_rows: int = 0
+    files: int = 0
+    flushes: int = 0
+    flush_errors: int = 0
+    index_errors: int = 0
+    buffered_rows: int = 0
+    last_flush_at: float | None = None
+    last_error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+class PredictionLogWriter:
+    """Buffers prediction batches and writes them as Parquet to an object store.
+
+    ``index`` (e.g. :meth:`PredictionIndex.add`) is called with the entries of each file
+    written; its failures are logged and counted, never raised: the Parquet file is the
+    record. ``writer_id`` names this writer in file names (default: pid + random), so
+    several processes can log to one store.
+    """
+
+    def __init__(
+        self,
+        objects: ObjectStore,
+        *,
+        flush_interval_s: float = 10.0,
+        flush_rows: int = 50_000,
+        max_buffer_rows: int = 500_000,
+        prefix: str = PREFIX,
+        writer_id: str | None = None,
+        index: Callable[[Sequence[IndexEntry]], None] | None = None,
+    ) -> None:
+        if flush_interval_s <= 0:
+            raise ValueError("flush_interval_s must be > 0")
+        self.objects = objects
+        self.flush_interval_s = float(flush_interval_s)
+        self.flush_rows = max(1, int(flush_rows))
+        self.max_buffer_rows = max(1, int(max_buffer_rows))
+        self.prefix = prefix.strip("/")
+        self.writer_id = writer_id or f"{os.getpid()}{secrets.token_hex(3)}"
+        self.index = index
+        self.stats = LogStats()
+        self._buffer: list[PredictionBatch] = []
+        self._lock = threading.Lock()
+        self._flush_lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._seq = itertools.count(1)
+
+    # -- the caller's side ----------------------------------------------------------------
+
+    def append(self, batch: PredictionBatch) -> bool:
+        """Buffer ``batch``; False (and counted as dropped) when the buffer is full."""
+        n = batch.n_rows
+        with self._lock:
+            if self.stats.buffered_rows + n > self.max_buffer_rows:
+                self.stats.dropped_rows += n
+                return False
+            self._buffer.append(batch)
+            self.stats.buffered_rows += n
+            self.stats.appended_rows += n
+            full = self.stats.buffered_rows >= self.flush_rows
+        if full:
+            self._wake.set()
+        return True
+
+    def has_request(self, request_id: str) -> bool:
+        """Whether ``request_id`` is buffered here and not yet written."""
+        with self._lock:
+            batches = list(self._buffer)
+        return any(request_id in set(b.request_ids.tolist()) for b in batches)
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def start(self) -> PredictionLogWriter:
+        """Start the background flusher (idempotent)."""
+        if self._thread is None:
+            self._thread = threading.Thread(
+                target=self._run, name="loopline-prediction-log", daemon=True
+            )
+            self._thread.start()
+        return self
+
+    def close(self, timeout: float | None = 30.0) -> None:
+        """Stop the flusher and write everything buffered (a graceful stop loses nothing)."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+        self.flush()
+
+    def __enter__(self) -> PredictionLogWriter:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(self.flush_interval_s)
+            self._wake.clear()
+            if self._stop.is_set():
+                break
+            try:
+                self.flush()
+            except Exception:  # never let the flusher die; flush() counts its errors
+                log.exception("prediction log flush failed")
+
+    # -- writing --------------------------------------------------------------------------
+
+    def flush(self) -> int:
+        """Write the buffer now; returns the rows written (0 when empty or on failure).
+
+        On failure the batches go back to the front of the buffer (still bounded by
+        ``max_buffer_rows``) and are retried at the next flush.
+        """
+        with self._flush_lock:
+            with self._lock:
+                batches, self._buffer = self._buffer, []
+            if not batches:
+                return 0
+            rows = sum(b.n_rows for b in batches)
+            try:
+                entries = self._write(batches)
+            except Exception as exc:
+                with self._lock:
+                    self._buffer[:0] = batches
+                    self.stats.flush_errors += 1
+                    self.stats.last_error = f"{type(exc).__name__}: {exc}"[:500]
+                log.warning("could not write the prediction log (%s); will retry", exc)
+                return 0
+            with self._lock:
+                self.stats.buffered_rows -= rows
+                self.stats.written_rows += rows
+                self.stats.flushes += 1
+                self.stats.last_flush_at = time.time()
+            if self.index is not None and entries:
+                try:
+                    self.index(entries)
+                except Exception as exc:
+                    with self._lock:
+                        self.stats.index_errors += 1
+                        self.stats.last_error = f"index: {type(exc).__name__}: {exc}"[:500]
+                    log.warning("could not index the prediction log (%s)", exc)
+            return rows
+
+    def _write(self, batches: list[PredictionBatch]) -> list[IndexEntry]:
+        import pyarrow as pa
+
+        groups: dict[tuple[str, str, str], list[PredictionBatch]] = {}
+        for batch in batches:
+            moment = datetime.fromtimestamp(batch.logged_at, UTC)
+            part = (batch.model, moment.strftime("%Y-%m-%d"), moment.strftime("%H"))
+            groups.setdefault(part, []).append(batch)
+        entries: list[IndexEntry] = []
+        written: list[str] = []
+        try:
+            for (model, day, hour), group in groups.items():
+                tables = [b.to_arrow() for b in group]
+                table = (
+                    tables[0]
+                    if len(tables) == 1
+                    else pa.concat_tables(tables, promote_options="permissive")
+                )
+                key = self._key(model, day, hour)
+                self.objects.put(key, _parquet_bytes(table))
+                written.append(key)
+                with self._lock:
+                    self.stats.files += 1
+                entries.extend(_entries(group, key))
+        except Exception:
+            # Retrying writes the whole buffer again: remove what this attempt wrote, so
+            # no row is logged twice.
+            for done in written:
+                try:
+                    self.objects.delete(done)
+                except Exception:
+                    log.warning("could not remove partial prediction log file %s", done)
+            raise
+        return entries
+
+    def _key(self, model: str, day: str, hour: str) -> str:
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+        seq = next(self._seq)
+        return (
+            f"{self.prefix}/model={model}/date={day}/hour={hour}/"
+            f"{stamp}-{self.writer_id}-{seq:06d}.parquet"
+        )
+
+
+def _entries(group: Iterable[PredictionBatch], key: str) -> list[IndexEntry]:
+    import numpy as np
+
+    out: list[IndexEntry] = []
+    for batch in group:
+        ids, first, counts = np.unique(batch.request_ids, return_index=True, return_counts=True)
+        at_values = np.asarray(batch.ts, dtype=np.float64)[first].tolist()
+        for rid, count, at in zip(ids.tolist(), counts.tolist(), at_values, strict=True):
+            out.append(
+                IndexEntry(
+                    request_id=str(rid),
+                    model=batch.model,
+                    version=int(batch.version),
+                    role=batch.role,
+                    rows=int(count),
+                    at=datetime.fromtimestamp(at, UTC),
+                    object_key=key,
+                )
+            )
+    return out
+
+
+def _parquet_bytes(table: Any) -> bytes:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    sink = pa.BufferOutputStream()
+    # Dictionary encoding only for text (ids, model, role, categories): trying it on every
+    # float column costs five times the CPU of the whole write, for nothing. zstd level 1
+    # compresses nearly as well as level 3 for a quarter of the CPU.
+    text = [f.name for f in table.schema if pa.types.is_string(f.type)]
+    pq.write_table(
+        table, sink, compression="zstd", compression_level=1, use_dictionary=text or False
+    )
+    data: bytes = sink.getvalue().to_pybytes()
+    return data
+
+
+# -- reading ------------------------------------------------------------------------------
+
+
+def prediction_files(
+    objects: ObjectStore,
+    *,
+    model: str | None = None,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    prefix: str = PREFIX,
+) -> list[str]:
+    """Keys of the log files of ``model`` (all models when None) whose hour overlaps
+    [``start``, ``end``), sorted by partition then name."""
+    base = f"{prefix.strip('/')}/" + (f"model={model}/" if model else "")
+    lo = _hour_floor(start) if start is not None else None
+    out: list[str] = []
+    for key in objects.list(base):
+        if not key.endswith(".parquet"):
+            continue
+        hour = _partition_hour(key)
+        if hour is None:
+            continue
+        if lo is not None and hour < lo:
+            continue
+        if end is not None and hour >= _aware(end):
+            continue
+        out.append(key)
+    return out
+
+
+def read_predictions(
+    objects: ObjectStore,
+    *,
+    model: str | None = None,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    columns: Sequence[str] | None = None,
+    prefix: str = PREFIX,
+) -> Any:
+    """The logged rows of ``model`` with ``start <= ts < end``, as one pyarrow Table.
+
+    Files written by different model versions are concatenated with their columns
+    unified (a column a file lacks is null there). An empty Table when nothing matches.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    tables = []
+    for key in prediction_files(objects, model=model, start=start, end=end, prefix=prefix):
+        table = pq.read_table(pa.BufferReader(objects.get(key)))
+        if columns is not None:
+            keep = [c for c in columns if c in table.column_names]
+            table = table.select(keep)
+        tables.append(table)
+    if not tables:
+        return pa.table({name: pa.array([], type=_meta_types(pa)[name]) for name in META_COLUMNS})
+    table = pa.concat_tables(tables, promote_options="permissive")
+    if (start is not None or end is not None) and "ts" in table.column_names:
+        mask = None
+        if start is not None:
+            mask = pc.greater_equal(
+                table["ts"], pa.scalar(_aware(start), pa.timestamp("us", "UTC"))
+            )
+        if end is not None:
+            below = pc.less(table["ts"], pa.scalar(_aware(end), pa.timestamp("us", "UTC")))
+            mask = below if mask is None else pc.and_(mask, below)
+        table = table.filter(mask)
+    return table
+
+
+def input_columns(table: Any) -> list[str]:
+    """The input column names of a log table, without the ``input.`` prefix."""
+    return [c[len(INPUT_PREFIX) :] for c in table.column_names if c.startswith(INPUT_PREFIX)]
+
+
+def inputs_frame(table: Any) -> Any:
+    """The inputs of a log table as a pandas DataFrame with the signature's column names."""
+    names = [c for c in table.column_names if c.startswith(INPUT_PREFIX)]
+    frame = table.select(names).to_pandas()
+    frame.columns = [c[len(INPUT_PREFIX) :] for c in names]
+    return frame
+
+
+def _meta_types(pa: Any) -> dict[str, Any]:
+    return {
+        "request_id": pa.string(),
+        "row": pa.int32(),
+        "ts": pa.timestamp("us", tz="UTC"),
+        "model": pa.string(),
+        "version": pa.int32(),
+        "role": pa.string(),
+        "latency_ms": pa.float64(),
+    }
+
+
+def _partition_hour(key: str) -> datetime | None:
+    day = hour = None
+    for part in key.split("/"):
+        if part.startswith("date="):
+            day = part[5:]
+        elif part.startswith("hour="):
+            hour = part[5:]
+    if day is None or hour is None:
+        return None
+    try:
+        return datetime.strptime(f"{day} {hour}", "%Y-%m-%d %H").replace(tzinfo=UTC)
+    except ValueError:
+        return None
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def _hour_floor(moment: datetime) -> datetime:
+    return _aware(moment).replace(minute=0, second=0, microsecond=0)
+
+
+# -- the index ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LoggedRequest:
+    """What the index knows about one request id (its primary or canary answer)."""
+
+    request_id: str
+    model: str
+    version: int
+    role: str
+    rows: int
+    at: datetime
+    object_key: str
+
+
+class PredictionIndex:
+    """Request ids of the prediction log in the metadata database."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def add(self, entries: Sequence[IndexEntry]) -> None:
+        if not entries:
+            return
+        from loopline.monitor.tables import prediction_index
+
+        rows = [
+            {
+                "request_id": e.request_id[:64],
+                "model": e.model,
+                "version": e.version,
+                "role": e.role,
+                "rows": e.rows,
+                "at": e.at,
+                "object_key": e.object_key,
+            }
+            for e in entries
+        ]
+        self.db.run_write(lambda conn: conn.execute(prediction_index.insert(), rows))
+
+    def lookup(self, request_ids: Iterable[str]) -> dict[str, LoggedRequest]:
+        """The answering (non-shadow) log entry of each known request id."""
+        import sqlalchemy as sa
+
+        from loopline.monitor.tables import prediction_index as t
+
+        wanted = sorted(set(request_ids))
+        out: dict[str, LoggedRequest] = {}
+        with self.db.read() as conn:
+            for i in range(0, len(wanted), 500):
+                chunk = wanted[i : i + 500]
+                query = (
+                    sa.select(t)
+                    .where(t.c.request_id.in_(chunk), t.c.role != "shadow")
+                    .order_by(t.c.id)
+                )
+                for row in conn.execute(query):
+                    at = row.at if row.at.tzinfo else row.at.replace(tzinfo=UTC)
+                    out.setdefault(
+                        row.request_id,
+                        LoggedRequest(
+                            row.request_id,
+                            row.model,
+                            int(row.version),
+                            row.role,
+                            int(row.rows),
+                            at,
+                            row.object_key,
+                        ),
+                    )
+        return out
+
+    def count(self, model: str | None = None, since: timedelta | None = None) -> int:
+        import sqlalchemy as sa
+
+        from loopline.monitor.tables import prediction_index as t
+
+        query = sa.select(sa.func.count()).select_from(t)
+        if model is not None:
+            query = query.where(t.c.model == model)
+        if since is not None:
+            query = query.where(t.c.at >= datetime.now(UTC) - since)
+        with self.db.read() as conn:
+            return int(conn.execute(query).scalar() or 0)
+
+
+__all__ = [
+    "INPUT_PREFIX",
+    "META_COLUMNS",
+    "OUTPUT_PREFIX",
+    "PREDICTION_COLUMN",
+    "PREFIX",
+    "PROBA_PREFIX",
+    "IndexEntry",
+    "LogStats",
+    "LoggedRequest",
+    "PredictionBatch",
+    "PredictionIndex",
+    "PredictionLogWriter",
+    "input_columns",
+    "inputs_frame",
+    "prediction_files",
+    "read_predictions",
+]

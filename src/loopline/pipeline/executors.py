@@ -1,0 +1,179 @@
+"""Where steps run: the ``Executor`` protocol and the in-process implementation.
+
+The runner hands an executor a :class:`StepTask` (everything a step needs, by value or
+by digest) and gets back a future of a :class:`StepOutcome`. The task carries the
+project's settings rather than open connections, so an executor on another machine can
+open the stores itself; the local executor shares the driver's handles with its threads.
+Retries happen inside :func:`execute_step`, the same wherever the step runs.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import traceback
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Protocol
+
+from loopline.pipeline.steps import Step, StepContext
+from loopline.pipeline.values import load_value, store_value
+
+if TYPE_CHECKING:
+    from loopline.config import Settings
+    from loopline.store.stores import Stores
+    from loopline.tracking import Tracker
+
+
+@dataclass
+class StepTask:
+    pipeline: str
+    pipeline_run_id: str
+    parent_run_id: str
+    step: Step
+    #: parameter -> (format, digest) of an upstream output
+    inputs: dict[str, tuple[str, str]]
+    #: this step's own pipeline parameters
+    params: dict[str, Any]
+    settings: Settings
+
+
+@dataclass
+class StepOutcome:
+    step: str
+    ok: bool
+    attempts: int
+    started_at: datetime
+    ended_at: datetime
+    output_format: str | None = None
+    output_digest: str | None = None
+    run_id: str | None = None
+    error: str | None = None
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def seconds(self) -> float:
+        return (self.ended_at - self.started_at).total_seconds()
+
+
+class Executor(Protocol):
+    """Runs step tasks, possibly several at once."""
+
+    name: str
+    parallelism: int
+
+    def submit(self, task: StepTask) -> Future[StepOutcome]: ...
+
+    def shutdown(self, cancel: bool = False) -> None: ...
+
+
+class LocalExecutor:
+    """Steps run in this process, independent ones in parallel threads."""
+
+    name = "local"
+
+    def __init__(self, stores: Stores, tracker: Tracker, parallelism: int | None = None) -> None:
+        self.parallelism = max(1, parallelism or min(4, os.cpu_count() or 1))
+        self._stores = stores
+        self._tracker = tracker
+        self._pool = ThreadPoolExecutor(self.parallelism, thread_name_prefix="loopline-step")
+
+    def submit(self, task: StepTask) -> Future[StepOutcome]:
+        return self._pool.submit(execute_step, task, self._stores, self._tracker)
+
+    def shutdown(self, cancel: bool = False) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=cancel)
+
+
+def execute_step(task: StepTask, stores: Stores, tracker: Tracker) -> StepOutcome:
+    """Load the inputs, call the step (retrying with backoff), store its output.
+
+    Each attempt is its own tracked run, a child of the pipeline's run, so a failed
+    attempt stays visible beside the one that succeeded.
+    """
+    st = task.step
+    started = datetime.now(UTC)
+    errors: list[str] = []
+    try:
+        kwargs = {p: load_value(stores.cas, fmt, d) for p, (fmt, d) in task.inputs.items()}
+    except Exception as exc:  # a missing or corrupted upstream output
+        return StepOutcome(
+            st.name,
+            False,
+            0,
+            started,
+            datetime.now(UTC),
+            error=f"loading inputs failed: {_short(exc)}",
+            errors=[traceback.format_exc()],
+        )
+    kwargs.update(task.params)
+    ctx_name = st.context_param()
+    attempts = st.retries + 1
+    run_id = None
+    for attempt in range(1, attempts + 1):
+        run = tracker.start_run(
+            experiment=task.pipeline,
+            name=st.name,
+            parent=task.parent_run_id,
+            params=task.params,
+            tags={
+                "loopline.kind": "step",
+                "loopline.pipeline_run": task.pipeline_run_id,
+                "loopline.step": st.name,
+                "loopline.attempt": str(attempt),
+            },
+            capture_git=False,
+        )
+        run_id = run.id
+        t0 = time.perf_counter()
+        try:
+            call_kwargs = dict(kwargs)
+            if ctx_name is not None:
+                call_kwargs[ctx_name] = StepContext(
+                    st.name, run, stores, attempt, task.pipeline_run_id
+                )
+            value = st.fn(**call_kwargs)
+            fmt, digest = store_value(stores.cas, value, where=f"output of step {st.name!r}")
+            run.log_metric("step_seconds", time.perf_counter() - t0)
+            run.set_tags({"loopline.output": digest, "loopline.output_format": fmt})
+            run.finish("finished")
+            return StepOutcome(
+                st.name,
+                True,
+                attempt,
+                started,
+                datetime.now(UTC),
+                fmt,
+                digest,
+                run_id,
+                None,
+                errors,
+            )
+        except KeyboardInterrupt:
+            run.finish("killed", error="interrupted")
+            raise
+        except Exception as exc:
+            errors.append(traceback.format_exc())
+            run.finish("failed", error=_short(exc))
+            if attempt < attempts:
+                time.sleep(st.backoff * (2 ** (attempt - 1)))
+                continue
+            return StepOutcome(
+                st.name,
+                False,
+                attempt,
+                started,
+                datetime.now(UTC),
+                None,
+                None,
+                run_id,
+                _short(exc),
+                errors,
+            )
+    raise AssertionError("unreachable")
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

@@ -1,0 +1,171 @@
+"""A step: a plain typed function, plus how to retry and cache it.
+
+``@step`` leaves the function callable as before, so user code stays importable and
+testable without loopline. A step's parameters are its inputs: a parameter named like
+another step (or mapped with ``inputs={"param": "step"}``) receives that step's output;
+any other parameter is a pipeline parameter (``-p name=value`` or its default). A
+parameter annotated :class:`StepContext` (or named ``ctx``) receives the context: the
+step's tracked run and the project's stores.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import inspect
+import textwrap
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, overload
+
+from loopline.errors import PipelineDefinitionError
+
+if TYPE_CHECKING:
+    from loopline.store.stores import Stores
+    from loopline.tracking import Run
+
+_NO_DEFAULT = inspect.Parameter.empty
+CONTEXT_PARAM = "ctx"
+
+
+@dataclass
+class StepContext:
+    """What a running step may use besides its inputs."""
+
+    step: str
+    run: Run
+    stores: Stores
+    attempt: int
+    pipeline_run_id: str
+
+    def log_input(self, name: str, version: int | str, digest: str, kind: str = "dataset") -> None:
+        """Record that this step read a dataset version (lineage)."""
+        self.run.log_input(name, version, digest, kind=kind)
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    default: Any = _NO_DEFAULT
+    annotation: Any = None
+
+    @property
+    def required(self) -> bool:
+        return self.default is _NO_DEFAULT
+
+
+@dataclass
+class Step:
+    """A function with its name, retry policy and what its parameters connect to."""
+
+    fn: Callable[..., Any]
+    name: str
+    retries: int = 0
+    backoff: float = 1.0
+    cache: bool = True
+    version: str = ""
+    inputs: Mapping[str, str] = field(default_factory=dict)
+    _signature: inspect.Signature | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.retries < 0:
+            raise PipelineDefinitionError(f"Step {self.name!r}: retries must be >= 0")
+        if self.backoff < 0:
+            raise PipelineDefinitionError(f"Step {self.name!r}: backoff must be >= 0 seconds")
+        params = self.signature.parameters
+        for param in self.inputs:
+            if param not in params:
+                raise PipelineDefinitionError(
+                    f"Step {self.name!r} maps input {param!r}, but {self.name}() has no "
+                    f"parameter of that name; its parameters are {', '.join(params) or 'none'}"
+                )
+        for p in params.values():
+            if p.kind in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD):
+                raise PipelineDefinitionError(
+                    f"Step {self.name!r}: *args/**kwargs are not supported; "
+                    "name each input as a parameter"
+                )
+
+    @property
+    def signature(self) -> inspect.Signature:
+        if self._signature is None:
+            self._signature = inspect.signature(self.fn)
+        return self._signature
+
+    @functools.cached_property
+    def code_hash(self) -> str:
+        """sha256 of the step's source (dedented) and its declared version."""
+        try:
+            source = textwrap.dedent(inspect.getsource(self.fn))
+        except (OSError, TypeError):
+            # No source (a builtin, or defined in a REPL): fall back to the bytecode.
+            code = getattr(self.fn, "__code__", None)
+            source = repr(code.co_code) + repr(code.co_consts) if code else repr(self.fn)
+        return hashlib.sha256(f"{self.version}\n{source}".encode()).hexdigest()
+
+    def context_param(self) -> str | None:
+        for p in self.signature.parameters.values():
+            ann = p.annotation
+            if ann is StepContext or ann == "StepContext" or p.name == CONTEXT_PARAM:
+                return p.name
+        return None
+
+    def parameters(self) -> list[Param]:
+        """Every parameter except the context one."""
+        ctx = self.context_param()
+        return [
+            Param(p.name, p.default, p.annotation)
+            for p in self.signature.parameters.values()
+            if p.name != ctx
+        ]
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.fn(*args, **kwargs)
+
+
+@overload
+def step(fn: Callable[..., Any], /) -> Step: ...
+
+
+@overload
+def step(
+    *,
+    name: str | None = None,
+    retries: int = 0,
+    backoff: float = 1.0,
+    cache: bool = True,
+    version: str = "",
+    inputs: Mapping[str, str] | None = None,
+) -> Callable[[Callable[..., Any]], Step]: ...
+
+
+def step(
+    fn: Callable[..., Any] | None = None,
+    /,
+    *,
+    name: str | None = None,
+    retries: int = 0,
+    backoff: float = 1.0,
+    cache: bool = True,
+    version: str = "",
+    inputs: Mapping[str, str] | None = None,
+) -> Step | Callable[[Callable[..., Any]], Step]:
+    """Make ``fn`` a pipeline step. ``@step`` or ``@step(retries=2, backoff=0.5)``.
+
+    - ``retries``/``backoff``: run again after a failure, waiting backoff x 2^(attempt-1) s.
+    - ``cache=False``: always run (for steps with side effects).
+    - ``version``: change it to invalidate cached outputs when something the source hash
+      cannot see changed (a helper function the step calls, a file it reads).
+    - ``inputs``: ``{"parameter": "other_step"}`` when names differ.
+    """
+
+    def wrap(f: Callable[..., Any]) -> Step:
+        if isinstance(f, Step):
+            f = f.fn
+        s = Step(f, name or f.__name__, retries, backoff, cache, version, dict(inputs or {}))
+        functools.update_wrapper(s, f)
+        return s
+
+    if fn is not None:
+        return wrap(fn)
+    return wrap

@@ -1,0 +1,43 @@
+"""Experiment tracking: runs with params, metrics, tags, inputs and artifacts.
+
+A run is a handle returned by :meth:`Tracker.start_run` and passed explicitly; there is no
+global "active run" (:func:`current_run` is a ``ContextVar`` convenience, set inside the
+run's ``with`` block)::
+
+    from loopline.tracking import Tracker
+
+    tracker = Tracker(stores)
+    with tracker.start_run("churn", params={"C": 0.5}) as run:
+        for epoch in range(10):
+            run.log_metric("loss", loss, step=epoch)
+
+Modules: ``tracker`` (start, read, search, reap), ``run`` (the handle, buffering, the
+keeper thread), ``signals`` (SIGTERM/SIGINT while a run is open), ``search`` (filters and
+sort keys), ``tables``, ``records``, ``values`` (what may be logged), ``gitinfo``,
+``autolog`` (scikit-learn).
+"""
+
+from __future__ import annotations
+
+from loopline.tracking.records import (
+    MetricPoint,
+    MetricSummary,
+    RunArtifact,
+    RunInput,
+    RunRecord,
+)
+from loopline.tracking.run import Run, current_run
+from loopline.tracking.signals import Terminated
+from loopline.tracking.tracker import Tracker
+
+__all__ = [
+    "MetricPoint",
+    "MetricSummary",
+    "Run",
+    "RunArtifact",
+    "RunInput",
+    "RunRecord",
+    "Terminated",
+    "Tracker",
+    "current_run",
+]

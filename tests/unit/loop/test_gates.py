@@ -1,0 +1,183 @@
+"""Gates declared in loopline.toml, evaluated on holdout rows: check and promotion."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from loopline.config import settings_for
+from loopline.errors import ConfigError, PromotionRefusedError
+from loopline.examples.credit_risk.data import generate_applications
+from loopline.loop.gates import check_candidate, gate_configs, resolve_candidate
+from loopline.project.create import init_project
+from loopline.store.stores import Stores
+
+GATES = """
+[gates.loans]
+criteria = ["roc_auc >= 0.65", "roc_auc >= champion.roc_auc - 0.005", "data.valid"]
+holdout = "loans"
+split = "test"
+target = "default"
+"""
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Iterator[tuple[Path, Stores]]:
+    report = init_project(tmp_path / "p")
+    (report.project_dir / "loopline.toml").write_text(
+        (report.project_dir / "loopline.toml").read_text() + GATES
+    )
+    settings = settings_for(report.project_dir, environ={})
+    with Stores.open(settings) as stores:
+        yield report.project_dir, stores
+
+
+def _register(stores: Stores, good: bool) -> int:
+    from sklearn.dummy import DummyClassifier
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+
+    from loopline.data import Datasets, default_preprocessor
+    from loopline.registry import Registry
+
+    ds = Datasets(stores)
+    if not ds.list():
+        ds.add("loans", generate_applications(n_rows=1_500, seed=3))
+        ds.split("loans", stratify="default", seed=1)
+    train = ds.load_split(ds.splits("loans")[-1].id).train
+    x, y = train.drop(columns=["default"]), train["default"]
+    final = LogisticRegression(max_iter=500) if good else DummyClassifier(strategy="prior")
+    model = make_pipeline(default_preprocessor(ds.schema("loans"), target="default"), final)
+    model.fit(x, y)
+    return Registry(stores).register("loans", model, sample=x.head(50)).version
+
+
+def test_configs_are_read_and_checked(project: tuple[Path, Stores]) -> None:
+    _, stores = project
+    config = gate_configs(stores.settings)["loans"]
+    assert config.criteria[0] == "roc_auc >= 0.65"
+    assert config.champion == "champion"
+    bad = stores.settings.project_dir / "loopline.toml"
+    bad.write_text(bad.read_text() + "\n[gates.other]\ncriterion = ['x']\n")
+    with pytest.raises(ConfigError, match="unknown key 'criterion'"):
+        gate_configs(settings_for(stores.settings.project_dir, environ={}))
+
+
+def test_good_first_model_passes_and_a_worse_challenger_fails(
+    project: tuple[Path, Stores],
+) -> None:
+    from loopline.registry import Registry
+
+    _, stores = project
+    reg = Registry(stores)
+    config = gate_configs(stores.settings)["loans"]
+    good = reg.get("loans", _register(stores, good=True))
+    first = check_candidate(stores, config, good, registry=reg)
+    assert first.passed, first.verdict.to_dict()
+    assert first.champion is None
+    by_default = [r for r in first.verdict.results if r.by_default]
+    assert len(by_default) == 1  # the champion criterion passes because there is none
+    assert first.data_ref is not None
+    assert first.data_ref.startswith("loans@1#split")
+
+    reg.set_alias("loans", "champion", good.version)
+    dummy = reg.get("loans", _register(stores, good=False))
+    second = check_candidate(stores, config, dummy, registry=reg)
+    assert not second.passed
+    failed = {r.criterion for r in second.verdict.results if not r.passed}
+    assert failed == {"roc_auc >= 0.65", "roc_auc >= champion.roc_auc - 0.005"}
+    assert second.champion is not None
+    assert second.champion.version == good.version
+    assert second.candidate_eval is not None
+    assert second.champion_eval is not None
+    assert second.candidate_eval.data_id == second.champion_eval.data_id
+
+    reg.set_alias("loans", "challenger", dummy.version)
+    assert resolve_candidate(reg, config).version == dummy.version
+
+
+def test_check_and_promote_from_the_command_line(project: tuple[Path, Stores]) -> None:
+    from loopline.registry import Registry
+
+    root, stores = project
+    good = _register(stores, good=True)
+    dummy = _register(stores, good=False)
+    reg = Registry(stores)
+    reg.set_alias("loans", "champion", good)
+    reg.set_alias("loans", "challenger", dummy)
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LOOPLINE_", "AWS_"))}
+    env.update(NO_COLOR="1", COLUMNS="200")
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "loopline", *args],
+            cwd=root,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    check = cli("check", "--json")
+    assert check.returncode == 1, check.stderr
+    out = json.loads(check.stdout)
+    assert out["passed"] is False
+    assert out["checks"][0]["candidate"] == f"loans/{dummy}"
+
+    human = cli("check")
+    assert "roc_auc >= 0.65" in human.stdout
+    assert "failed" in human.stdout
+
+    refused = cli("models", "promote", "loans", str(dummy), "--alias", "champion")
+    assert refused.returncode == 1
+    assert "roc_auc" in refused.stderr
+    assert Registry(stores).resolve("loans@champion").version == good
+
+    forced = cli(
+        "models",
+        "promote",
+        "loans",
+        str(dummy),
+        "--alias",
+        "champion",
+        "--force",
+        "--reason",
+        "testing a forced move",
+        "--json",
+    )
+    assert forced.returncode == 0, forced.stderr
+    assert json.loads(forced.stdout)["forced"] is True
+    history = Registry(stores).alias_history("loans", "champion")
+    assert history[-1].reason == "testing a forced move" or history[0].reason == (
+        "testing a forced move"
+    )
+
+    reg2 = Registry(stores)
+    reg2.set_alias("loans", "challenger", good)
+    ok = cli("check")
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+
+
+def test_promotion_refused_in_python(project: tuple[Path, Stores]) -> None:
+    from loopline.registry import Registry
+
+    _, stores = project
+    good = _register(stores, good=True)
+    dummy = _register(stores, good=False)
+    reg = Registry(stores)
+    reg.set_alias("loans", "production", good)
+    config = gate_configs(stores.settings)["loans"]
+
+    def check(candidate, champion):  # type: ignore[no-untyped-def]
+        return check_candidate(stores, config, candidate, champion=champion, registry=reg).verdict
+
+    with pytest.raises(PromotionRefusedError):
+        reg.promote("loans", dummy, "production", check=check)
+    assert reg.resolve("loans@production").version == good

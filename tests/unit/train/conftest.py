@@ -1,0 +1,67 @@
+"""Fixtures for training tests: a migrated project store (SQLite or PostgreSQL), a tracker
+with a short heartbeat, and a small seeded classification problem."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from loopline.config import settings_for
+from loopline.store.db import migrate
+from loopline.store.db.engine import Database
+from loopline.store.stores import Stores
+from loopline.tracking import Tracker
+
+
+def open_stores(project: Path, metadata_url: str) -> Stores:
+    (project / "artifacts").mkdir(parents=True, exist_ok=True)
+    settings = settings_for(
+        project,
+        environ={
+            "LOOPLINE_METADATA_URL": metadata_url,
+            "LOOPLINE_ARTIFACTS_URL": str(project / "artifacts"),
+        },
+    )
+    with Database(settings.metadata_url, create=True) as db:
+        migrate.upgrade(db)
+    return Stores.open(settings)
+
+
+@pytest.fixture
+def stores(tmp_path: Path, metadata_url: str) -> Iterator[Stores]:
+    """A migrated project store on each metadata backend."""
+    with open_stores(tmp_path, metadata_url) as opened:
+        yield opened
+
+
+@pytest.fixture
+def sqlite_stores(tmp_path: Path) -> Iterator[Stores]:
+    """The same on SQLite only, for logic that does not depend on the backend."""
+    with open_stores(tmp_path, f"sqlite:///{tmp_path / 'meta.db'}") as opened:
+        yield opened
+
+
+@pytest.fixture
+def tracker(stores: Stores) -> Tracker:
+    return Tracker(stores, heartbeat_interval=0.2, dead_after=2.0)
+
+
+@pytest.fixture
+def sqlite_tracker(sqlite_stores: Stores) -> Tracker:
+    return Tracker(sqlite_stores, heartbeat_interval=0.2, dead_after=2.0)
+
+
+@pytest.fixture(scope="session")
+def classification() -> tuple[Any, Any, Any, Any]:
+    """(X_train, y_train, X_valid, y_valid): 400 rows, 8 features, seeded."""
+    from sklearn.datasets import make_classification
+    from sklearn.model_selection import train_test_split
+
+    X, y = make_classification(
+        n_samples=400, n_features=8, n_informative=5, random_state=0, class_sep=1.2
+    )
+    X_train, X_valid, y_train, y_valid = train_test_split(X, y, test_size=0.3, random_state=0)
+    return X_train, y_train, X_valid, y_valid
