@@ -48,7 +48,8 @@ the mapping to exit codes and HTTP statuses lives only in ``cli`` and ``serve``.
     │   ├── GateSyntaxError              a gate criterion does not parse (text, position)
     │   └── GateFailedError              gate criteria failed; carries the verdict
     ├── RegistryError                    models, versions, aliases, packages (its docstring)
-    └── ServeError                       the model server (see its docstring)
+    ├── ServeError                       the model server (see its docstring)
+    └── TriggerError                     batch prediction of files, the file watcher
 """
 
 from __future__ import annotations
@@ -732,3 +733,30 @@ class MonitorError(LooplineError):
 
 class FeedbackError(MonitorError):
     """Feedback that cannot be read at all: not a list of labels, an unreadable file."""
+
+
+class TriggerError(LooplineError):
+    """A file cannot be scored by batch prediction or the watcher (``loopline.trigger``).
+
+    TriggerError
+    ├── BatchInputError     the input cannot be read as a table, or lacks the model's columns
+    └── BatchOutputError    the output cannot be written where asked (format, place)
+    """
+
+
+class BatchInputError(TriggerError):
+    """An input file that cannot be scored as a whole (not row by row)."""
+
+    def __init__(self, source: str, reason: str, *, hint: str | None = None) -> None:
+        self.source = source
+        self.reason = reason
+        super().__init__(f"Cannot score {source}: {reason}", hint=hint)
+
+
+class BatchOutputError(TriggerError):
+    """The output of a batch prediction cannot be written; nothing was left at the target."""
+
+    def __init__(self, target: str, reason: str, *, hint: str | None = None) -> None:
+        self.target = target
+        self.reason = reason
+        super().__init__(f"Cannot write {target}: {reason}", hint=hint)

@@ -180,6 +180,16 @@ def test_demo_stores_and_reads_back(tmp_path: Path) -> None:
     assert stored.is_file()
     assert stored.stat().st_size > 0
     assert "same digest" in dataset["detail"]
+    by_stage = {}
+    for item in out["items"]:
+        by_stage.setdefault(item["stage"], []).append(item)
+    registry = by_stage["registry"][0]
+    assert "champion" in registry["where"], registry
+    served = by_stage["serve"][0]
+    assert "10 requests answered" in served["detail"]
+    assert "HTTP 422" in served["detail"]
+    assert "40 labels matched" in by_stage["serve"][1]["detail"]
+    assert by_stage["monitor"][0]["what"] == "prediction log (40 rows)"
     human = run("demo", "--dir", str(tmp_path / "d2"), cwd=tmp_path).stdout
     assert "loopline demo" in human
     assert "dataset" in human

@@ -188,6 +188,112 @@ def stage_pipeline(ctx: DemoContext) -> None:
     )
 
 
+def stage_serve(ctx: DemoContext) -> None:
+    """The champion behind a real HTTP endpoint on 127.0.0.1: predictions, a rejected
+    request, feedback for the answered ones, and the prediction log they left."""
+    import json
+    import socket
+    import threading
+    import time
+    import urllib.error
+    import urllib.request
+
+    import uvicorn
+
+    from loopline.monitor.predictions import read_predictions
+    from loopline.serve import create_app, load_serve_settings
+
+    result = ctx.state["pipeline"]
+    test = result.output("split")["test"]
+    model = f"{result.output('register')['model']}@champion"
+    serve = load_serve_settings(ctx.settings).with_overrides(log_flush_s=0.2, log_flush_rows=1)
+    app = create_app(ctx.settings, serve, model=model, stores=ctx.stores)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app, host="127.0.0.1", port=port, log_level="error", access_log=False, lifespan="on"
+        )
+    )
+    thread = threading.Thread(target=server.run, name="demo-server", daemon=True)
+    thread.start()
+    base = f"http://127.0.0.1:{port}"
+
+    def call(path: str, body: object) -> tuple[int, dict[str, object]]:
+        req = urllib.request.Request(
+            base + path,
+            data=json.dumps(body).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        try:
+            with urllib.request.urlopen(req, timeout=30) as resp:
+                return resp.status, json.loads(resp.read())
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read())
+
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(base + "/health/ready", timeout=2) as resp:
+                    if resp.status == 200:
+                        break
+            except (urllib.error.URLError, ConnectionError):
+                pass
+            if time.monotonic() > deadline:
+                raise PipelineError("The demo endpoint did not become ready within 60 s")
+            time.sleep(0.1)
+        features = test.drop(columns=["default"])
+        answered = []
+        for start in range(0, 40, 4):
+            rows = features.iloc[start : start + 4]
+            status, body = call("/predict", json.loads(rows.to_json(orient="records")))
+            if status == 200:
+                answered.append((body, test["default"].iloc[start : start + 4].tolist()))
+        bad = json.loads(features.iloc[:1].to_json(orient="records"))
+        bad[0]["income"] = "a lot"
+        del bad[0]["age"]
+        bad_status, bad_body = call("/predict", bad)
+        problems = bad_body.get("problems") or bad_body.get("errors") or []
+        time.sleep(0.6)  # let the log flush, so feedback finds the requests
+        fb_status, fb_body = call(
+            "/feedback",
+            {
+                "feedback": [
+                    {"request_id": body["request_id"], "labels": [bool(v) for v in labels]}
+                    for body, labels in answered
+                ]
+            },
+        )
+        version = answered[0][0].get("version") if answered else "-"
+        ctx.add(
+            "serve",
+            f"endpoint {model} (version {version})",
+            base,
+            f"{len(answered)} requests answered (4 rows each); a request with a text "
+            f"income and no age got HTTP {bad_status} listing "
+            f"{len(problems) if isinstance(problems, list) else 1} problems",
+        )
+        stored = fb_body.get("stored", 0)
+        ctx.add(
+            "serve",
+            "feedback (ground truth)",
+            base + "/feedback",
+            f"HTTP {fb_status}: {stored} labels matched to logged predictions",
+        )
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+    logged = read_predictions(ctx.stores.objects, model=result.output("register")["model"])
+    ctx.add(
+        "monitor",
+        f"prediction log ({logged.num_rows} rows)",
+        f"{ctx.stores.objects.url}/predictions/",
+        "Parquet, partitioned by model and hour",
+    )
+
+
 def stage_audit(ctx: DemoContext) -> None:
     with ctx.stores.db.read() as conn:
         events = list_events(conn, limit=10)
@@ -202,6 +308,7 @@ STAGES: list[Stage] = [
     ("dataset", "store a dataset as Parquet and read it back", stage_store_dataset),
     ("artifact", "store an artifact and verify its hash", stage_store_artifact),
     ("pipeline", "credit-risk pipeline: data, tuning, evaluation, gates, registry", stage_pipeline),
+    ("serve", "serve the champion over HTTP, log predictions, take feedback", stage_serve),
     ("audit", "read back the audit log", stage_audit),
 ]
 
