@@ -53,6 +53,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "loopline.cli.feedback:feedback_group",
         "Import ground-truth labels for logged predictions.",
     ),
+    "predict": (
+        "loopline.cli.predict:predict_command",
+        "Batch transform: score a CSV/Parquet file with a registered model.",
+    ),
+    "watch": (
+        "loopline.cli.watch:watch_command",
+        "Score every new file in a folder or S3 prefix, exactly once.",
+    ),
     "demo": (
         "loopline.cli.demo:demo_command",
         "Run the lifecycle on embedded defaults in a fresh project.",

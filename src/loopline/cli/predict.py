@@ -1,0 +1,93 @@
+"""``loopline predict MODEL INPUT OUTPUT``: batch transform of one file."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from loopline.cli.output import console, err_console, json_option, print_json, table
+
+
+@click.command("predict")
+@click.argument("model")
+@click.argument("input_file", metavar="INPUT")
+@click.argument("output_file", metavar="OUTPUT")
+@click.option(
+    "--chunk-rows",
+    type=click.IntRange(min=1),
+    default=50_000,
+    show_default=True,
+    help="Rows read, validated and scored at a time (bounds memory).",
+)
+@click.option("--no-log", is_flag=True, help="Do not write the rows to the prediction log.")
+@json_option
+def predict_command(
+    model: str, input_file: str, output_file: str, chunk_rows: int, no_log: bool, as_json: bool
+) -> int:
+    """Score INPUT (CSV or Parquet; a path or s3://...) with MODEL (name@alias, name/3).
+
+    OUTPUT gets the valid rows with `prediction` (and `proba.<class>` for classifiers),
+    as Parquet or CSV by its extension, written whole or not at all. Rows that do not fit
+    the model's signature go to OUTPUT.invalid.csv (row, column, value, expected). Exits
+    1 when some rows were invalid.
+    """
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    from loopline.config import load_settings
+    from loopline.store.stores import Stores
+    from loopline.trigger.batch import predict_file
+
+    bar = Progress(
+        TextColumn("scoring"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("rows"),
+        TimeElapsedColumn(),
+        console=err_console,
+        transient=True,
+        disable=as_json,
+    )
+    task = bar.add_task("rows", total=None)
+
+    def progress(done: int, total: int | None) -> None:
+        bar.update(task, completed=done, total=total)
+
+    with Stores.open(load_settings()) as stores, bar:
+        result = predict_file(
+            stores,
+            model,
+            input_file,
+            output_file,
+            chunk_rows=chunk_rows,
+            progress=progress,
+            log=not no_log,
+        )
+    data: dict[str, Any] = result.to_dict()
+    if as_json:
+        print_json(data)
+    else:
+        console.print(
+            table(
+                f"{result.model}/{result.version} -> {result.output}",
+                ["rows", "scored", "invalid", "seconds", "rows/s"],
+                [
+                    (
+                        result.rows_total,
+                        result.rows_scored,
+                        result.rows_invalid,
+                        f"{result.seconds:.2f}",
+                        f"{result.rows_per_second:,.0f}",
+                    )
+                ],
+            )
+        )
+        if result.invalid_path:
+            console.print(f"invalid rows (not scored): {result.invalid_path}")
+    return 1 if result.rows_invalid else 0

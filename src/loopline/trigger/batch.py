@@ -1,0 +1,705 @@
+"""Batch transform: score a CSV or Parquet file with a registered model, chunk by chunk.
+
+The input is streamed (``ParquetFile.iter_batches``, pyarrow's streaming CSV reader) in
+chunks of ``chunk_rows`` rows, so memory stays bounded however large the file is. Each
+chunk goes through what the HTTP endpoint does to a request:
+
+1. validation against the model's signature (:class:`~loopline.registry.validation.InputValidator`);
+   rows with problems are written to a side file (row, column, value, expected) and not
+   scored; a problem of the whole input (a missing column) stops the run;
+2. the model on the valid rows: ``prediction``, and ``proba.<class>`` for classifiers;
+3. the prediction log (:class:`~loopline.monitor.predictions.PredictionLogWriter`, role
+   ``batch``, one request id per chunk), flushed at the end.
+
+The output (Parquet or CSV, by extension) holds the valid rows' input columns and the
+model's outputs. It is written to a temporary file and renamed (or uploaded whole to an
+object store) only when every chunk is done: a failed run leaves nothing at the target.
+
+    from loopline.trigger.batch import predict_file
+    result = predict_file(stores, "churn@production", "in.csv", "scores.parquet")
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+import os
+import secrets
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+
+from loopline.errors import BatchInputError, BatchOutputError
+
+if TYPE_CHECKING:
+    from loopline.config import S3Settings
+    from loopline.monitor.predictions import PredictionLogWriter
+    from loopline.registry import LoadedModel
+    from loopline.store.objects.base import ObjectStore
+    from loopline.store.stores import Stores
+
+#: ``progress(rows_done, rows_total)``; the total is None when unknown (CSV).
+Progress = Callable[[int, "int | None"], None]
+
+DEFAULT_CHUNK_ROWS = 50_000
+ROLE = "batch"
+FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
+PREDICTION = "prediction"
+PROBA_PREFIX = "proba."
+INVALID_SUFFIX = ".invalid.csv"
+INVALID_COLUMNS = ("row", "column", "value", "expected", "problem")
+
+
+def file_format(name: str) -> str | None:
+    """``"csv"`` or ``"parquet"`` from a file name's extension, or None."""
+    return FORMATS.get(os.path.splitext(name)[1].lower())
+
+
+@dataclass
+class BatchResult:
+    """What one batch prediction did."""
+
+    model: str
+    version: int
+    input: str
+    output: str
+    rows_total: int
+    rows_scored: int
+    rows_invalid: int
+    invalid_path: str | None
+    chunks: int
+    seconds: float
+    logged_rows: int = 0
+    log_dropped_rows: int = 0
+
+    @property
+    def rows_per_second(self) -> float:
+        return self.rows_total / self.seconds if self.seconds > 0 else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dict(self.__dict__)
+        data["seconds"] = round(self.seconds, 3)
+        data["rows_per_second"] = round(self.rows_per_second, 1)
+        return data
+
+
+# -- where bytes come from and go to --------------------------------------------------------
+
+
+class Source:
+    """An input file: a local path, or a key of an object store."""
+
+    def __init__(
+        self, name: str, opener: Callable[[], IO[bytes]], *, fmt: str | None = None
+    ) -> None:
+        self.name = name
+        self.opener = opener
+        found = fmt or file_format(name)
+        if found is None:
+            raise BatchInputError(
+                name,
+                "the extension says neither CSV nor Parquet",
+                hint="Name the file *.csv or *.parquet",
+            )
+        self.format = found
+
+    @classmethod
+    def from_location(cls, where: str, s3: S3Settings | None = None) -> Source:
+        """A path, ``file://`` URL or ``s3://bucket/key`` (read through the ObjectStore)."""
+        if _is_url(where):
+            store, key = _store_and_key(where, s3)
+            return cls.in_store(store, key, name=where)
+        path = Path(where).expanduser()
+        if not path.is_file():
+            raise BatchInputError(where, "no such file", hint="Check the path")
+        return cls(str(path), lambda: path.open("rb"))
+
+    @classmethod
+    def in_store(cls, store: ObjectStore, key: str, *, name: str | None = None) -> Source:
+        return cls(name or f"{store.url}/{key}", lambda: store.open(key))
+
+
+class Target:
+    """Where a result file goes, written whole or not at all.
+
+    Local paths get a temporary file in the same folder, renamed over the target; object
+    store keys get a local temporary file uploaded with one ``put`` (atomic per object).
+    """
+
+    def __init__(self, name: str, *, path: Path | None = None, store: Any = None, key: str = ""):
+        self.name = name
+        self.path = path
+        self.store: ObjectStore | None = store
+        self.key = key
+
+    @classmethod
+    def from_location(cls, where: str, s3: S3Settings | None = None) -> Target:
+        if _is_url(where):
+            store, key = _store_and_key(where, s3)
+            return cls(where, store=store, key=key)
+        path = Path(where).expanduser().absolute()
+        if not path.parent.is_dir():
+            raise BatchOutputError(
+                where, f"the folder {path.parent} does not exist", hint="Create it first"
+            )
+        return cls(str(path), path=path)
+
+    @classmethod
+    def in_store(cls, store: ObjectStore, key: str) -> Target:
+        return cls(f"{store.url}/{key}", store=store, key=key)
+
+    def sibling(self, suffix: str) -> Target:
+        """The target named like this one plus ``suffix`` (for the side files)."""
+        if self.path is not None:
+            return Target(self.name + suffix, path=Path(str(self.path) + suffix))
+        return Target(self.name + suffix, store=self.store, key=self.key + suffix)
+
+    def exists(self) -> bool:
+        if self.path is not None:
+            return self.path.exists()
+        assert self.store is not None
+        return self.store.exists(self.key)
+
+    def temp_file(self) -> Path:
+        """A fresh temporary file for the content (same folder for local targets)."""
+        if self.path is not None:
+            folder, prefix = self.path.parent, f".{self.path.name}."
+        else:
+            folder, prefix = Path(tempfile.gettempdir()), "loopline-batch-"
+        fd, name = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=folder)
+        os.close(fd)
+        return Path(name)
+
+    def commit(self, temp: Path) -> None:
+        """Put the finished temporary file in place (and remove it)."""
+        try:
+            if self.path is not None:
+                os.replace(temp, self.path)
+                return
+            assert self.store is not None
+            with temp.open("rb") as f:
+                self.store.put(self.key, f)
+        except OSError as exc:
+            raise BatchOutputError(self.name, exc.strerror or str(exc)) from exc
+        finally:
+            _unlink(temp)
+
+
+def _is_url(where: str) -> bool:
+    return "://" in where and not where.startswith("file://")
+
+
+def _store_and_key(url: str, s3: S3Settings | None) -> tuple[ObjectStore, str]:
+    from loopline.store.objects.base import open_object_store
+
+    parent, _, key = url.rstrip("/").rpartition("/")
+    if not key or parent.endswith(":/"):
+        raise BatchInputError(url, "the URL names no object", hint="Use s3://bucket/path/file")
+    return open_object_store(parent, s3=s3), key
+
+
+def _unlink(path: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+
+
+# -- reading in chunks ----------------------------------------------------------------------
+
+
+def iter_chunks(source: Source, chunk_rows: int) -> tuple[Iterator[Any], int | None]:
+    """The input as pyarrow Tables of at most ``chunk_rows`` rows, and the row count if known.
+
+    CSV cells are read as text (empty cells as null), so that a bad value in one row is a
+    problem of that row rather than an error of the whole block.
+    """
+    if chunk_rows < 1:
+        raise ValueError("chunk_rows must be >= 1")
+    if source.format == "parquet":
+        return _parquet_chunks(source, chunk_rows)
+    return _rechunk(_csv_batches(source, chunk_rows), chunk_rows), None
+
+
+def _parquet_chunks(source: Source, chunk_rows: int) -> tuple[Iterator[Any], int | None]:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    stream = source.opener()
+    try:
+        reader = pq.ParquetFile(stream)
+    except (pa.ArrowInvalid, OSError) as exc:
+        stream.close()
+        raise BatchInputError(source.name, f"not a readable Parquet file ({exc})") from exc
+    total = int(reader.metadata.num_rows)
+
+    def batches() -> Iterator[Any]:
+        try:
+            yield from reader.iter_batches(batch_size=chunk_rows)
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise BatchInputError(source.name, f"unreadable Parquet data ({exc})") from exc
+        finally:
+            stream.close()
+
+    return _rechunk(batches(), chunk_rows), total
+
+
+def _csv_batches(source: Source, chunk_rows: int) -> Iterator[Any]:
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    with source.opener() as head:
+        first = head.readline().decode("utf-8", errors="replace").lstrip("\ufeff")
+    names = next(csv.reader([first]), [])
+    if not names:
+        raise BatchInputError(source.name, "the CSV file is empty (no header line)")
+    # A block of about 100 bytes per row: the reader's memory follows the chunk size.
+    block = min(max(chunk_rows * 100, 1 << 16), 1 << 26)
+    stream = source.opener()
+    try:
+        reader = pacsv.open_csv(
+            stream,
+            read_options=pacsv.ReadOptions(block_size=block),
+            convert_options=pacsv.ConvertOptions(
+                column_types={name: pa.string() for name in names},
+                strings_can_be_null=True,
+                null_values=[""],
+            ),
+        )
+        yield from reader
+    except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
+        raise BatchInputError(
+            source.name, f"not a readable CSV file ({str(exc).splitlines()[0]})"
+        ) from exc
+    finally:
+        stream.close()
+
+
+def _rechunk(batches: Iterator[Any], chunk_rows: int) -> Iterator[Any]:
+    """Tables of exactly ``chunk_rows`` rows (the last one shorter) from record batches."""
+    import pyarrow as pa
+
+    pending: list[Any] = []
+    held = 0
+    for batch in batches:
+        pending.append(batch)
+        held += batch.num_rows
+        while held >= chunk_rows:
+            table = pa.Table.from_batches(pending)
+            yield table.slice(0, chunk_rows)
+            rest = table.slice(chunk_rows)
+            pending, held = rest.to_batches(), rest.num_rows
+    if held:
+        yield pa.Table.from_batches(pending)
+
+
+# -- scoring --------------------------------------------------------------------------------
+
+
+@dataclass
+class ScoredChunk:
+    """One chunk after validation and prediction."""
+
+    table: Any  # pyarrow Table of the valid rows with the outputs, or None
+    problems: list[Any]  # Problem records of the invalid rows, rows numbered in the file
+    n_rows: int
+    n_scored: int
+
+
+class ChunkScorer:
+    """Validates and scores chunks for one loaded model (shared by batch and the watcher)."""
+
+    def __init__(
+        self, loaded: LoadedModel, *, chunk_rows: int, log_writer: PredictionLogWriter | None
+    ) -> None:
+        import numpy as np
+
+        from loopline.registry.validation import InputValidator
+
+        self.loaded = loaded
+        self.signature = loaded.signature
+        self.specs = {spec.name: spec for spec in self.signature.inputs}
+        self.validator = InputValidator(
+            self.signature,
+            extra_columns="ignore",
+            max_problems=max(100, chunk_rows * max(1, len(self.specs)) + 1),
+        )
+        self.log_writer = log_writer
+        self.classifier = loaded.is_classifier and hasattr(loaded.model, "predict_proba")
+        classes = loaded.classes_ if self.classifier else None
+        self.classes = None if classes is None else np.asarray(classes)
+        self.run_id = secrets.token_hex(6)
+
+    def score(self, table: Any, *, first_row: int, text: bool, chunk: int) -> ScoredChunk:
+        """Validate ``table`` (rows ``first_row``...), score the valid rows, log them."""
+        import numpy as np
+        import pyarrow as pa
+
+        n = table.num_rows
+        if text:
+            table = self._numbers_from_text(table)
+        arrived = time.time()
+        t0 = time.perf_counter()
+        result = self.validator.validate_table(table, text=text)
+        problems: list[Any] = []
+        if not result.ok:
+            whole = [p for p in result.problems if p.row is None]
+            if whole:
+                raise BatchInputError(
+                    "the input",
+                    "; ".join(str(p) for p in whole[:5]),
+                    hint=f"The model needs the columns {', '.join(self.signature.columns)}",
+                )
+            bad = sorted({int(p.row) for p in result.problems if p.row is not None})
+            # One problem per cell: the first is the cause (a later one may be its echo).
+            firsts = {(p.row, p.column): p for p in reversed(result.problems)}
+            problems = [
+                _renumber(p, first_row) for p in result.problems if firsts[(p.row, p.column)] is p
+            ]
+            keep = np.ones(n, dtype=bool)
+            keep[bad] = False
+            table = table.filter(pa.array(keep))
+            if table.num_rows == 0:
+                return ScoredChunk(None, problems, n, 0)
+            result = self.validator.validate_table(table, text=text)
+            if not result.ok:  # cannot happen: every row with a problem was removed
+                raise BatchInputError("the input", result.summary())
+        columns = result.columns
+        outputs = self._predict(columns)
+        latency_ms = (time.perf_counter() - t0) * 1000.0
+        if self.log_writer is not None:
+            self._log(columns, outputs, arrived, latency_ms, chunk)
+        return ScoredChunk(self._output_table(table, columns, outputs), problems, n, len(table))
+
+    def _numbers_from_text(self, table: Any) -> Any:
+        """Numeric columns of a text chunk cast in C when every cell parses.
+
+        Otherwise the column stays text and the validator names the rows that do not.
+        """
+        import pyarrow as pa
+
+        for i, name in enumerate(table.column_names):
+            spec = self.specs.get(name)
+            if spec is None or spec.kind not in ("float", "integer"):
+                continue
+            target = pa.float64() if spec.kind == "float" else pa.int64()
+            try:
+                column = table.column(i).cast(target)
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                continue
+            table = table.set_column(i, name, column)
+        return table
+
+    def _predict(self, columns: dict[str, Any]) -> dict[str, Any]:
+        import warnings
+
+        import numpy as np
+
+        from loopline.registry.validation import to_frame
+
+        frame = to_frame(self.signature, columns)
+        outputs: dict[str, Any] = {}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            outputs[PREDICTION] = np.asarray(self.loaded.predict(frame))
+            if self.classes is not None:
+                proba = np.asarray(self.loaded.predict_proba(frame), dtype=np.float64)
+                for i, label in enumerate(self.classes.tolist()):
+                    outputs[f"{PROBA_PREFIX}{label}"] = proba[:, i]
+        return outputs
+
+    def _log(
+        self,
+        columns: dict[str, Any],
+        outputs: dict[str, Any],
+        arrived: float,
+        latency_ms: float,
+        chunk: int,
+    ) -> None:
+        from loopline.monitor.predictions import PredictionBatch
+
+        writer = self.log_writer
+        assert writer is not None
+        n = len(outputs[PREDICTION])
+        batch = PredictionBatch.from_requests(
+            model=self.loaded.name,
+            version=self.loaded.version,
+            role=ROLE,
+            request_ids=[f"batch-{self.run_id}-{chunk:06d}"],
+            row_counts=[n],
+            arrived=[arrived],
+            latency_ms=[latency_ms],
+            inputs=columns,
+            outputs=outputs,
+        )
+        writer.append(batch)
+        if writer.stats.buffered_rows >= writer.flush_rows:
+            writer.flush()
+
+    def _output_table(self, table: Any, columns: dict[str, Any], outputs: dict[str, Any]) -> Any:
+        import pyarrow as pa
+
+        data: dict[str, Any] = {}
+        for name in table.column_names:
+            if name in outputs:
+                continue
+            if name in columns:
+                data[name] = _arrow(pa, columns[name])
+            else:
+                data[name] = table.column(name)
+        for name, values in outputs.items():
+            data[name] = _arrow(pa, values)
+        return pa.table(data)
+
+
+def _arrow(pa: Any, values: Any) -> Any:
+    try:
+        return pa.array(values, from_pandas=True)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        return pa.array([None if v is None else str(v) for v in values], type=pa.string())
+
+
+def _renumber(problem: Any, first_row: int) -> Any:
+    from dataclasses import replace
+
+    return replace(problem, row=None if problem.row is None else problem.row + first_row)
+
+
+# -- writing --------------------------------------------------------------------------------
+
+
+class TableSink:
+    """Appends tables to a temporary Parquet or CSV file; the first table fixes the schema."""
+
+    def __init__(self, target: Target, fmt: str) -> None:
+        self.target = target
+        self.format = fmt
+        self.temp = target.temp_file()
+        self._writer: Any = None
+        self.schema: Any = None
+
+    def write(self, table: Any) -> None:
+        import pyarrow as pa
+
+        if self._writer is None:
+            self._open(table.schema)
+        elif table.schema != self.schema:
+            try:
+                table = table.select(self.schema.names).cast(self.schema)
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError, KeyError) as exc:
+                raise BatchInputError(
+                    "the input",
+                    f"a later chunk's columns do not fit the first chunk's ({exc})",
+                    hint="Give every column one type through the file",
+                ) from exc
+        self._writer.write_table(table)
+
+    def _open(self, schema: Any) -> None:
+        import pyarrow.csv as pacsv
+        import pyarrow.parquet as pq
+
+        self.schema = schema
+        if self.format == "parquet":
+            self._writer = pq.ParquetWriter(str(self.temp), schema, compression="zstd")
+        else:
+            self._writer = pacsv.CSVWriter(str(self.temp), schema)
+
+    def commit(self, empty_schema: Any) -> None:
+        """Close the file and put it in place (an empty file with ``empty_schema`` if no rows)."""
+        if self._writer is None:
+            self._open(empty_schema)
+        self._writer.close()
+        self._writer = None
+        self.target.commit(self.temp)
+
+    def abort(self) -> None:
+        if self._writer is not None:
+            with contextlib.suppress(Exception):
+                self._writer.close()
+            self._writer = None
+        _unlink(self.temp)
+
+
+class ProblemSink:
+    """The side file of invalid rows (CSV: row, column, value, expected, problem)."""
+
+    def __init__(self, target: Target) -> None:
+        self.target = target
+        self.count = 0
+        self.rows: set[int] = set()
+        self._temp: Path | None = None
+        self._file: IO[str] | None = None
+        self._csv: Any = None
+
+    def write(self, problems: list[Any]) -> None:
+        if not problems:
+            return
+        if self._csv is None:
+            self._temp = self.target.temp_file()
+            self._file = self._temp.open("w", newline="", encoding="utf-8")
+            self._csv = csv.writer(self._file)
+            self._csv.writerow(INVALID_COLUMNS)
+        for p in problems:
+            d = p.to_dict()
+            value = d["value"]
+            if value is None:
+                shown = ""
+            else:
+                shown = value if isinstance(value, str) else json.dumps(value, default=str)
+            self._csv.writerow([d["row"], d["column"], shown, d["expected"], d["problem"]])
+            self.count += 1
+            if p.row is not None:
+                self.rows.add(int(p.row))
+
+    def commit(self) -> str | None:
+        if self._file is None or self._temp is None:
+            return None
+        self._file.close()
+        self._file = None
+        self.target.commit(self._temp)
+        return self.target.name
+
+    def abort(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        if self._temp is not None:
+            _unlink(self._temp)
+
+
+# -- the whole run --------------------------------------------------------------------------
+
+
+def score_file(
+    scorer: ChunkScorer,
+    source: Source,
+    output: Target,
+    *,
+    chunk_rows: int = DEFAULT_CHUNK_ROWS,
+    progress: Progress | None = None,
+    invalid: Target | None = None,
+) -> BatchResult:
+    """Score ``source`` into ``output`` (and the invalid rows into ``invalid``), atomically.
+
+    The side file is committed before the output, so an output in place means the whole
+    run is done (the watcher relies on it).
+    """
+    import pyarrow as pa
+
+    out_format = file_format(output.name)
+    if out_format is None:
+        raise BatchOutputError(
+            output.name,
+            "the extension says neither CSV nor Parquet",
+            hint="Name the output *.parquet or *.csv",
+        )
+    started = time.perf_counter()
+    chunks, total = iter_chunks(source, chunk_rows)
+    text = source.format == "csv"
+    sink = TableSink(output, out_format)
+    side = ProblemSink(invalid or output.sibling(INVALID_SUFFIX))
+    done = scored = n_chunks = 0
+    input_schema: Any = None
+    try:
+        for table in chunks:
+            if input_schema is None:
+                input_schema = table.schema
+                clash = [c for c in table.column_names if c == PREDICTION]
+                clash += [c for c in table.column_names if c.startswith(PROBA_PREFIX)]
+                if clash:
+                    raise BatchInputError(
+                        source.name,
+                        f"the input has a column {clash[0]!r}, a name the output uses",
+                        hint="Rename that column",
+                    )
+            result = scorer.score(table, first_row=done, text=text, chunk=n_chunks)
+            side.write(result.problems)
+            if result.table is not None:
+                sink.write(result.table)
+            done += result.n_rows
+            scored += result.n_scored
+            n_chunks += 1
+            if progress is not None:
+                progress(done, total)
+        empty = pa.schema([*list(input_schema or []), pa.field(PREDICTION, pa.string())])
+        invalid_name = side.commit()
+        sink.commit(empty)
+    except BaseException:
+        sink.abort()
+        side.abort()
+        raise
+    return BatchResult(
+        model=scorer.loaded.name,
+        version=scorer.loaded.version,
+        input=source.name,
+        output=output.name,
+        rows_total=done,
+        rows_scored=scored,
+        rows_invalid=len(side.rows),
+        invalid_path=invalid_name,
+        chunks=n_chunks,
+        seconds=time.perf_counter() - started,
+    )
+
+
+def open_log_writer(stores: Stores, chunk_rows: int) -> PredictionLogWriter:
+    """The prediction log writer of a batch run: flushed by the caller, no thread."""
+    from loopline.monitor.predictions import PredictionIndex, PredictionLogWriter
+
+    flush_rows = max(chunk_rows, 10_000)
+    return PredictionLogWriter(
+        stores.objects,
+        flush_rows=flush_rows,
+        max_buffer_rows=max(4 * flush_rows, 500_000),
+        index=PredictionIndex(stores.db).add,
+        writer_id=f"batch{os.getpid()}{secrets.token_hex(3)}",
+    )
+
+
+def predict_file(
+    stores: Stores,
+    model_ref: str,
+    input: str | os.PathLike[str],
+    output: str | os.PathLike[str],
+    *,
+    chunk_rows: int = DEFAULT_CHUNK_ROWS,
+    progress: Progress | None = None,
+    log: bool = True,
+) -> BatchResult:
+    """Score the file ``input`` with ``model_ref`` (``name@alias``, ``name/3``) into ``output``.
+
+    ``input`` and ``output`` are paths or object store URLs (``s3://bucket/key``); their
+    extensions (``.csv``, ``.parquet``) give the formats. Invalid rows go to
+    ``OUTPUT.invalid.csv``. With ``log`` every scored row goes to the prediction log.
+    """
+    from loopline.registry import Registry
+
+    source = Source.from_location(os.fspath(input), stores.settings.s3)
+    target = Target.from_location(os.fspath(output), stores.settings.s3)
+    loaded = Registry(stores).load(model_ref)
+    writer = open_log_writer(stores, chunk_rows) if log else None
+    scorer = ChunkScorer(loaded, chunk_rows=chunk_rows, log_writer=writer)
+    try:
+        result = score_file(scorer, source, target, chunk_rows=chunk_rows, progress=progress)
+    finally:
+        if writer is not None:
+            writer.close()
+    if writer is not None:
+        result.logged_rows = writer.stats.written_rows
+        result.log_dropped_rows = writer.stats.dropped_rows + writer.stats.buffered_rows
+    return result
+
+
+__all__ = [
+    "DEFAULT_CHUNK_ROWS",
+    "BatchResult",
+    "ChunkScorer",
+    "Source",
+    "Target",
+    "file_format",
+    "iter_chunks",
+    "predict_file",
+    "score_file",
+]

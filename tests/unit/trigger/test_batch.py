@@ -1,0 +1,149 @@
+"""Batch transform: same answers as the model in process, bad rows aside, atomic output."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from loopline.errors import BatchInputError
+from loopline.monitor.predictions import read_predictions
+from loopline.registry import Registry
+from loopline.store.stores import Stores
+from loopline.trigger import batch
+from loopline.trigger.batch import predict_file
+
+REF = "churn@production"
+
+
+def expected(stores: Stores, df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    loaded = Registry(stores).load(REF)
+    X = df[["x1", "x2"]]
+    return np.asarray(loaded.predict(X)), np.asarray(loaded.predict_proba(X))
+
+
+def test_csv_to_parquet_matches_the_model_and_is_logged(
+    stores: Stores, tmp_path: Path, frame: Any
+) -> None:
+    df = frame(120)
+    df.to_csv(tmp_path / "in.csv", index=False)
+    seen: list[tuple[int, int | None]] = []
+    result = predict_file(
+        stores,
+        REF,
+        tmp_path / "in.csv",
+        tmp_path / "out.parquet",
+        chunk_rows=50,
+        progress=lambda done, total: seen.append((done, total)),
+    )
+    assert (result.rows_total, result.rows_scored, result.rows_invalid) == (120, 120, 0)
+    assert result.chunks == 3
+    assert result.invalid_path is None
+    assert seen == [(50, None), (100, None), (120, None)]
+    out = pd.read_parquet(tmp_path / "out.parquet")
+    assert list(out.columns) == ["id", "x1", "x2", "prediction", "proba.no", "proba.yes"]
+    labels, proba = expected(stores, df)
+    assert out["id"].tolist() == df["id"].tolist()
+    assert out["prediction"].tolist() == labels.tolist()
+    np.testing.assert_allclose(out[["proba.no", "proba.yes"]].to_numpy(), proba)
+    logged = read_predictions(stores.objects, model="churn")
+    assert logged.num_rows == 120
+    assert result.logged_rows == 120
+    assert set(logged["role"].to_pylist()) == {"batch"}
+    assert len(set(logged["request_id"].to_pylist())) == 3  # one request id per chunk
+    np.testing.assert_allclose(sorted(logged["output.proba.yes"].to_pylist()), sorted(proba[:, 1]))
+
+
+def test_tiny_chunks_give_the_same_output_as_one_chunk(
+    stores: Stores, tmp_path: Path, frame: Any
+) -> None:
+    df = frame(53)
+    df.to_parquet(tmp_path / "in.parquet", row_group_size=10)
+    one = predict_file(stores, REF, tmp_path / "in.parquet", tmp_path / "one.csv", log=False)
+    many = predict_file(
+        stores, REF, tmp_path / "in.parquet", tmp_path / "many.csv", chunk_rows=7, log=False
+    )
+    assert (one.chunks, many.chunks) == (1, 8)
+    a = pd.read_csv(tmp_path / "one.csv")
+    b = pd.read_csv(tmp_path / "many.csv")
+    pd.testing.assert_frame_equal(a, b)
+    labels, proba = expected(stores, df)
+    assert b["prediction"].tolist() == labels.tolist()
+    np.testing.assert_allclose(b["proba.yes"].to_numpy(), proba[:, 1])
+
+
+def test_bad_rows_go_to_the_side_file_and_are_not_scored(stores: Stores, tmp_path: Path) -> None:
+    (tmp_path / "in.csv").write_text(
+        "id,x1,x2\na,0.5,3\nb,abc,3\nc,1.5,\nd,-0.2,7\ne,0.1,2.5\n", encoding="utf-8"
+    )
+    result = predict_file(stores, REF, tmp_path / "in.csv", tmp_path / "out.parquet", chunk_rows=2)
+    assert (result.rows_total, result.rows_scored, result.rows_invalid) == (5, 2, 3)
+    out = pd.read_parquet(tmp_path / "out.parquet")
+    assert out["id"].tolist() == ["a", "d"]
+    side = pd.read_csv(tmp_path / "out.parquet.invalid.csv", keep_default_na=False)
+    assert list(side.columns) == ["row", "column", "value", "expected", "problem"]
+    assert side["row"].tolist() == [1, 2, 4]
+    assert side["column"].tolist() == ["x1", "x2", "x2"]
+    assert side["value"].tolist()[0] == "abc"
+    assert side["problem"].tolist()[1] == "null"
+    assert result.invalid_path == str(tmp_path / "out.parquet.invalid.csv")
+    assert read_predictions(stores.objects, model="churn").num_rows == 2
+
+
+def test_a_failure_mid_way_leaves_no_output(
+    stores: Stores, tmp_path: Path, frame: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    frame(30).to_csv(tmp_path / "in.csv", index=False)
+    real = batch.ChunkScorer._predict
+    calls = []
+
+    def flaky(self: batch.ChunkScorer, columns: dict[str, Any]) -> dict[str, Any]:
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("model exploded")
+        return real(self, columns)
+
+    monkeypatch.setattr(batch.ChunkScorer, "_predict", flaky)
+    with pytest.raises(RuntimeError, match="exploded"):
+        predict_file(stores, REF, tmp_path / "in.csv", tmp_path / "out.parquet", chunk_rows=10)
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(("out", ".out"))) == []
+
+
+def test_a_missing_column_stops_the_run(stores: Stores, tmp_path: Path) -> None:
+    (tmp_path / "in.csv").write_text("id,x1\na,0.5\n", encoding="utf-8")
+    with pytest.raises(BatchInputError, match="x2"):
+        predict_file(stores, REF, tmp_path / "in.csv", tmp_path / "out.csv")
+    assert not (tmp_path / "out.csv").exists()
+
+
+def test_unknown_extensions_are_refused(stores: Stores, tmp_path: Path) -> None:
+    (tmp_path / "in.txt").write_text("x1,x2\n1,2\n", encoding="utf-8")
+    with pytest.raises(BatchInputError, match="neither CSV nor Parquet"):
+        predict_file(stores, REF, tmp_path / "in.txt", tmp_path / "out.csv")
+
+
+def test_the_predict_command_prints_a_json_summary(
+    stores: Stores, tmp_path: Path, frame: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+
+    from click.testing import CliRunner
+
+    from loopline.cli.main import cli
+
+    (tmp_path / "loopline.toml").write_text(
+        f'metadata_url = "{stores.settings.metadata_url}"\n'
+        f'artifacts_url = "{stores.settings.artifacts_url}"\n',
+        encoding="utf-8",
+    )
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("LOOPLINE_PROJECT_DIR", raising=False)
+    frame(9).to_csv(tmp_path / "in.csv", index=False)
+    result = CliRunner().invoke(cli, ["predict", REF, "in.csv", "out.csv", "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output)
+    assert (summary["rows_scored"], summary["rows_invalid"]) == (9, 0)
+    assert len(pd.read_csv(tmp_path / "out.csv")) == 9
