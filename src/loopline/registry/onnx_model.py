@@ -80,7 +80,11 @@ def export_onnx(
     final = model.steps[-1][1] if hasattr(model, "steps") else model
     options = {id(final): {"zipmap": False}} if classifier else None
     try:
-        onx = convert_sklearn(model, initial_types=initial_types, options=options)
+        onx = convert_sklearn(
+            _with_named_inputs(model, inputs, eval_rows),
+            initial_types=initial_types,
+            options=options,
+        )
         data: bytes = onx.SerializeToString()
     except Exception as exc:  # any converter failure means "no ONNX", never a failed register
         info["reason"] = f"conversion failed: {_one_line(exc)}"
@@ -114,6 +118,19 @@ def export_onnx(
     info["status"] = "kept"
     info["file"] = ONNX_FILE
     return data, info
+
+
+def _with_named_inputs(model: Any, inputs: Sequence[Mapping[str, str]], rows: Any) -> Any:
+    """A bare estimator reads one matrix; the ONNX graph has one input per column. Put a
+    passthrough ``ColumnTransformer`` in front (for conversion only) to join them."""
+    if hasattr(model, "steps") or type(model).__name__ == "ColumnTransformer":
+        return model
+    from sklearn.compose import ColumnTransformer
+    from sklearn.pipeline import Pipeline
+
+    names = [i["name"] for i in inputs]
+    columns = ColumnTransformer([("columns", "passthrough", names)]).fit(rows.iloc[:10])
+    return Pipeline([("columns", columns), ("model", model)])
 
 
 class OnnxModel:

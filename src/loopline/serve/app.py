@@ -340,7 +340,7 @@ class ServerApp:
         try:
             response = await fn(request, ctx)
         except HTTPProblem as problem:
-            response = _problem_response(problem, rid, style)
+            response = _problem_response(problem, ctx.request_id, style)
         except Exception:
             log.exception("request %s on %s failed", rid, route)
             response = _problem_response(
@@ -348,7 +348,7 @@ class ServerApp:
             )
         finally:
             ctx.leave()
-        response.headers["x-request-id"] = rid
+        response.headers["x-request-id"] = ctx.request_id
         self._count(route, response.status_code, ctx.version, time.perf_counter() - t0)
         return response
 

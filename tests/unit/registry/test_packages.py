@@ -394,3 +394,21 @@ def test_importing_the_registry_loads_no_heavy_library() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]", out.stdout + out.stderr
+
+
+def test_bare_estimator_on_a_frame_exports_onnx_with_parity(local_reg: Registry) -> None:
+    import numpy as np
+    import pandas as pd
+    from sklearn.datasets import make_classification
+    from sklearn.ensemble import RandomForestClassifier
+
+    x, y = make_classification(n_samples=400, n_features=6, random_state=0)
+    frame = pd.DataFrame(x, columns=[f"f{i}" for i in range(6)])
+    forest = RandomForestClassifier(n_estimators=10, max_depth=5, random_state=0).fit(frame, y)
+    local_reg.register("forest", forest, sample=frame, onnx=True)
+    onnx = local_reg.manifest("forest").onnx
+    assert onnx is not None
+    assert onnx["status"] == "kept", onnx
+    assert onnx["parity"]["max_abs_diff"] <= 1e-5
+    fast = local_reg.load("forest").fast()
+    np.testing.assert_allclose(fast.predict_proba(frame), forest.predict_proba(frame), atol=1e-5)
