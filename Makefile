@@ -43,9 +43,14 @@ format:
 typecheck:
 	$(BIN)/mypy
 
+# Each prints a table comparing loopline with the tool it replaces, measured in the same
+# run (MLflow is installed on first use in its own venv under ~/.cache/loopline-bench).
 bench: $(STAMP)
 	$(BIN)/python bench/cli_start.py
 	$(BIN)/python bench/objects.py
+	$(BIN)/python bench/profile.py
+	$(BIN)/python bench/tracking.py
+	$(BIN)/python bench/serving.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

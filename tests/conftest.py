@@ -7,6 +7,8 @@
   skipped without it, unless ``LOOPLINE_REQUIRE_POSTGRES=1`` (set by ``make test``), which
   turns a missing server into a failure so CI can never skip them silently.
 - ``metadata_url``: parametrised over SQLite and PostgreSQL, for tests of the stores.
+- ``stores`` / ``sqlite_stores``: a migrated project store (artifacts in a local folder) on
+  each metadata backend, or on SQLite only for logic that does not depend on it.
 """
 
 from __future__ import annotations
@@ -19,7 +21,10 @@ from pathlib import Path
 
 import pytest
 
-from loopline.config import S3Settings
+from loopline.config import S3Settings, settings_for
+from loopline.store.db import migrate
+from loopline.store.db.engine import Database
+from loopline.store.stores import Stores
 
 S3_KEY = "testing-key"
 S3_SECRET = "testing-secret"
@@ -125,3 +130,32 @@ def metadata_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         return f"sqlite:///{tmp_path / 'meta.db'}"
     url: str = request.getfixturevalue("postgres_url")
     return url
+
+
+def open_stores(project: Path, metadata_url: str) -> Stores:
+    """Migrated stores for a project folder: ``metadata_url`` + ``project/artifacts``."""
+    (project / "artifacts").mkdir(parents=True, exist_ok=True)
+    settings = settings_for(
+        project,
+        environ={
+            "LOOPLINE_METADATA_URL": metadata_url,
+            "LOOPLINE_ARTIFACTS_URL": str(project / "artifacts"),
+        },
+    )
+    with Database(settings.metadata_url, create=True) as db:
+        migrate.upgrade(db)
+    return Stores.open(settings)
+
+
+@pytest.fixture
+def stores(tmp_path: Path, metadata_url: str) -> Iterator[Stores]:
+    """A migrated project store on each metadata backend."""
+    with open_stores(tmp_path, metadata_url) as opened:
+        yield opened
+
+
+@pytest.fixture
+def sqlite_stores(tmp_path: Path) -> Iterator[Stores]:
+    """The same on SQLite only, for logic that does not depend on the backend."""
+    with open_stores(tmp_path, f"sqlite:///{tmp_path / 'meta.db'}") as opened:
+        yield opened

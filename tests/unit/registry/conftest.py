@@ -5,52 +5,25 @@ Models are fitted once per session (they are small) and only read by the tests.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from loopline.config import settings_for
 from loopline.registry import Registry
-from loopline.store.db import migrate
-from loopline.store.db.engine import Database
 from loopline.store.stores import Stores
-
-
-def open_stores(tmp_path: Path, metadata_url: str) -> Stores:
-    (tmp_path / "artifacts").mkdir(exist_ok=True)
-    settings = settings_for(
-        tmp_path,
-        environ={
-            "LOOPLINE_METADATA_URL": metadata_url,
-            "LOOPLINE_ARTIFACTS_URL": str(tmp_path / "artifacts"),
-        },
-    )
-    with Database(settings.metadata_url, create=True) as db:
-        migrate.upgrade(db)
-    return Stores.open(settings)
-
-
-@pytest.fixture
-def stores(tmp_path: Path, metadata_url: str) -> Iterator[Stores]:
-    """Migrated stores: SQLite or PostgreSQL metadata, local artifacts."""
-    with open_stores(tmp_path, metadata_url) as opened:
-        yield opened
-
-
-@pytest.fixture
-def local_stores(tmp_path: Path) -> Iterator[Stores]:
-    """SQLite + local artifacts only: for tests about packages, not about the database."""
-    with open_stores(tmp_path, f"sqlite:///{tmp_path / 'meta.db'}") as opened:
-        yield opened
 
 
 @pytest.fixture
 def reg(stores: Stores) -> Registry:
     return Registry(stores)
+
+
+@pytest.fixture
+def local_stores(sqlite_stores: Stores) -> Stores:
+    """SQLite + local artifacts only: for tests about packages, not about the database."""
+    return sqlite_stores
 
 
 @pytest.fixture
