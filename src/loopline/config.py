@@ -306,14 +306,11 @@ def default_toml(metadata_url: str | None = None, artifacts_url: str | None = No
 def read_section(settings: Settings, name: str) -> dict[str, Any]:
     """The ``[name]`` table of the project's ``loopline.toml`` (empty when absent).
 
-    Layers own their sections (``[serve]``, ``[gates]`` ...) and validate them themselves.
+    Layers own their sections (``[serve]``, ``[gates]`` ...) and validate them themselves;
+    ``_read_toml`` already refused any top-level value that is neither a known setting
+    nor a table.
     """
     if settings.config_file is None or not settings.config_file.is_file():
         return {}
     value = _read_toml(settings.config_file).get(name, {})
-    if not isinstance(value, dict):
-        raise ConfigError(
-            f"[{name}] must be a table, not {type(value).__name__}",
-            source=str(settings.config_file),
-        )
-    return value
+    return value if isinstance(value, dict) else {}

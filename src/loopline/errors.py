@@ -634,10 +634,6 @@ class PromotionRefusedError(RegistryError):
         self.alias = alias
         self.verdict = verdict
         reasons = getattr(verdict, "reasons", None)
-        if reasons is None:
-            # A gate verdict lists its failed criteria, each with a readable reason.
-            failures = getattr(verdict, "failures", None) or []
-            reasons = [getattr(f, "reason", f) for f in failures]
         detail = f": {'; '.join(str(r) for r in reasons)}" if reasons else ""
         super().__init__(
             f"Promotion of {name}/{version} to {alias!r} refused by its check{detail}",

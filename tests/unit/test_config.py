@@ -124,3 +124,16 @@ def test_default_toml_is_valid_and_round_trips(tmp_path: Path) -> None:
     s = load_settings(project, environ={})
     assert s.metadata_url.endswith("/p/m.db")
     assert s.artifacts_url == "s3://b/p"
+
+
+def test_sections_are_read_for_their_layers(tmp_path: Path) -> None:
+    from loopline.config import read_section
+
+    project = make_project(tmp_path / "p", "[serve]\nport = 9000\n[gates.m]\ncriteria = []\n")
+    s = load_settings(project, environ={})
+    assert read_section(s, "serve") == {"port": 9000}
+    assert read_section(s, "gates") == {"m": {"criteria": []}}
+    assert read_section(s, "monitor") == {}
+    (project / "loopline.toml").write_text("serve = 1\n")
+    with pytest.raises(ConfigError, match="unknown setting 'serve'"):
+        read_section(s, "serve")

@@ -192,12 +192,34 @@ class Datasets:
         validation raises :class:`ValidationFailedError` (nothing is stored) unless
         ``allow_invalid``. See :func:`loopline.data.ingest.read_source` for the options.
         """
-        from loopline.data.ingest import read_source
 
         check_name(name)
         progress = on_progress or _no_progress
         progress("reading")
-        ingested = read_source(
+        ingested = self._read(source, sql, format, dtypes, delimiter, null_values, encoding)
+        return self.add_ingested(
+            name,
+            ingested,
+            description=description,
+            allow_invalid=allow_invalid,
+            check_duplicates=check_duplicates,
+            on_progress=progress,
+        )
+
+    def _read(
+        self,
+        source: Any,
+        sql: str | None,
+        format: str | None,
+        dtypes: Mapping[str, str] | None,
+        delimiter: str | None,
+        null_values: Sequence[str] | None,
+        encoding: str | None,
+    ) -> Ingested:
+        """Read a source with the project's S3 settings (for ``add`` and ``validate``)."""
+        from loopline.data.ingest import read_source
+
+        return read_source(
             source,
             sql=sql,
             format=format,
@@ -206,14 +228,6 @@ class Datasets:
             null_values=null_values,
             encoding=encoding,
             s3=self._stores.settings.s3,
-        )
-        return self.add_ingested(
-            name,
-            ingested,
-            description=description,
-            allow_invalid=allow_invalid,
-            check_duplicates=check_duplicates,
-            on_progress=progress,
         )
 
     def add_ingested(
@@ -608,23 +622,13 @@ class Datasets:
         With no source, the current version is validated (useful after a forced add or
         a schema edit).
         """
-        from loopline.data.ingest import read_source
         from loopline.data.validate import validate_table
 
         schema = self.schema(name)
         if source is None and sql is None:
             table = self.load_table(name)
         else:
-            table = read_source(
-                source,
-                sql=sql,
-                format=format,
-                dtypes=dtypes,
-                delimiter=delimiter,
-                null_values=null_values,
-                encoding=encoding,
-                s3=self._stores.settings.s3,
-            ).table
+            table = self._read(source, sql, format, dtypes, delimiter, null_values, encoding).table
         return validate_table(table, schema, dataset=name, check_duplicates=check_duplicates)
 
     # -- splits -------------------------------------------------------------------------------

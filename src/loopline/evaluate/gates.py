@@ -473,6 +473,11 @@ class Verdict:
     def failures(self) -> list[CriterionResult]:
         return [r for r in self.results if not r.passed]
 
+    @property
+    def reasons(self) -> list[str]:
+        """One readable sentence per failed criterion."""
+        return [r.reason for r in self.failures]
+
     def summary(self) -> str:
         n = len(self.results)
         passed = n - len(self.failures)

@@ -24,11 +24,11 @@ Precedence: command-line options > ``LOOPLINE_SERVE_<KEY>`` > ``[serve]`` > defa
 from __future__ import annotations
 
 import os
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from typing import TYPE_CHECKING, Any
 
+from loopline.config import read_section
 from loopline.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -86,18 +86,11 @@ def load_serve_settings(
     env = os.environ if environ is None else environ
     values: dict[str, Any] = {}
     source: dict[str, str] = {}
-    config_file = settings.config_file if settings is not None else None
-    if config_file is not None and config_file.is_file():
-        try:
-            with config_file.open("rb") as f:
-                section = tomllib.load(f).get(SECTION, {})
-        except (OSError, tomllib.TOMLDecodeError) as exc:
-            raise ConfigError(f"cannot be read ({exc})", source=str(config_file)) from exc
-        if not isinstance(section, dict):
-            raise ConfigError(f"[{SECTION}] must be a table", source=str(config_file))
-        for key, value in section.items():
-            values[key] = value
-            source[key] = f"{config_file} [{SECTION}]"
+    section = read_section(settings, SECTION) if settings is not None else {}
+    label = f"{settings.config_file} [{SECTION}]" if settings is not None else SECTION
+    for key, value in section.items():
+        values[key] = value
+        source[key] = label
     known = {f.name: f for f in fields(ServeSettings)}
     unknown = sorted(set(values) - set(known))
     if unknown:
