@@ -4,6 +4,13 @@ Precedence, highest first: ``LOOPLINE_*`` environment variables, ``loopline.toml
 by walking up from the working directory, like git finds ``.git``), built-in defaults.
 Nothing here runs at import time; callers ask for settings with :func:`load_settings`.
 
+The file is read once: :class:`Settings` carries its tables, and each layer turns its own
+section into a frozen dataclass with :func:`load_section` (``[serve]``) or
+:func:`load_named_sections` (``[gates.MODEL]``): every value type-checked against the
+dataclass's annotations, ``LOOPLINE_<SECTION>_<KEY>`` overrides for plain sections, and
+an unknown key an error naming it, the valid keys and the closest one. A top-level table
+that no layer owns (``[gatez.x]``) is an error with a "did you mean".
+
 A project's ``loopline.toml``::
 
     store = ".loopline"                                # folder of the embedded defaults
@@ -17,15 +24,18 @@ A project's ``loopline.toml``::
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 from loopline.errors import ConfigError, ProjectError
+
+T = TypeVar("T")
 
 CONFIG_FILE = "loopline.toml"
 ENV_PREFIX = "LOOPLINE_"
@@ -33,6 +43,13 @@ ENV_PREFIX = "LOOPLINE_"
 _TOP_LEVEL_KEYS = {"store", "metadata_url", "artifacts_url", "db_busy_timeout"}
 _S3_KEYS = {"endpoint_url", "region", "access_key_id", "secret_access_key", "session_token"}
 _SECTIONS = {"s3": _S3_KEYS}
+#: The tables of loopline.toml and the layer that reads each. A table of another name is
+#: refused, so a misspelt section never silently does nothing.
+SECTIONS: dict[str, str] = {
+    "s3": "the S3 object store (config)",
+    "serve": "the model server (loopline.serve.settings)",
+    "gates": "model gates, one table per model (loopline.loop.gates)",
+}
 
 
 @dataclass(frozen=True)
@@ -59,6 +76,10 @@ class Settings:
     config_file: Path | None = None
     #: Which source decided each setting ("default", "loopline.toml", "LOOPLINE_...").
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
+    #: The tables of loopline.toml (``{"serve": {...}, "gates": {"m": {...}}}``), as read.
+    tables: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    #: The environment the settings were resolved from (for section overrides).
+    environ: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def uses_defaults(self) -> bool:
@@ -108,12 +129,17 @@ def load_settings(
     return _resolve(project_dir, config_file, file_values, env)
 
 
-def settings_for(project_dir: Path, environ: Mapping[str, str] | None = None) -> Settings:
-    """Settings of the project in exactly ``project_dir`` (no walking up)."""
+def settings_for(
+    project_dir: Path, environ: Mapping[str, str] | None = None, *, read_file: bool = True
+) -> Settings:
+    """Settings of the project in exactly ``project_dir`` (no walking up).
+
+    ``read_file=False`` gives the defaults of that folder without reading its file.
+    """
     env = os.environ if environ is None else environ
     project_dir = project_dir.resolve()
     config_file: Path | None = project_dir / CONFIG_FILE
-    if config_file is not None and config_file.is_file():
+    if read_file and config_file is not None and config_file.is_file():
         values = _read_toml(config_file)
     else:
         config_file, values = None, {}
@@ -131,6 +157,13 @@ def _read_toml(path: Path) -> dict[str, Any]:
     except OSError as exc:
         raise ConfigError(f"cannot be read ({exc.strerror})", source=str(path)) from exc
     for key, value in data.items():
+        if isinstance(value, dict) and key not in SECTIONS:
+            raise ConfigError(
+                f"unknown section [{key}]{did_you_mean(key, SECTIONS)}; loopline reads "
+                f"{', '.join(f'[{name}]' for name in sorted(SECTIONS))}",
+                source=str(path),
+                hint="Rename or remove it; docs/config.md lists every section",
+            )
         if key in _SECTIONS:
             if not isinstance(value, dict):
                 raise ConfigError(
@@ -148,7 +181,8 @@ def _read_toml(path: Path) -> dict[str, Any]:
             continue
         elif key not in _TOP_LEVEL_KEYS:
             raise ConfigError(
-                f"unknown setting {key!r}; expected one of {', '.join(sorted(_TOP_LEVEL_KEYS))}",
+                f"unknown setting {key!r}{did_you_mean(key, _TOP_LEVEL_KEYS)}; expected one "
+                f"of {', '.join(sorted(_TOP_LEVEL_KEYS))}",
                 source=str(path),
             )
     return data
@@ -229,6 +263,8 @@ def _resolve(
         db_busy_timeout=busy_timeout,
         config_file=config_file,
         sources=sources,
+        tables={k: v for k, v in file_values.items() if isinstance(v, dict)},
+        environ=dict(env),
     )
 
 
@@ -304,13 +340,217 @@ def default_toml(metadata_url: str | None = None, artifacts_url: str | None = No
 
 
 def read_section(settings: Settings, name: str) -> dict[str, Any]:
-    """The ``[name]`` table of the project's ``loopline.toml`` (empty when absent).
+    """The ``[name]`` table of the project's ``loopline.toml`` (empty when absent), from
+    the tables the settings were read with (the file is not read again)."""
+    value = settings.tables.get(name, {})
+    return dict(value) if isinstance(value, dict) else {}
 
-    Layers own their sections (``[serve]``, ``[gates]`` ...) and validate them themselves;
-    ``_read_toml`` already refused any top-level value that is neither a known setting
-    nor a table.
+
+def did_you_mean(word: str, options: Any) -> str:
+    """`` (did you mean 'x'?)`` for the option closest to ``word``, or an empty string."""
+    import difflib
+
+    close = difflib.get_close_matches(str(word), [str(o) for o in options], n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+# -- typed sections ------------------------------------------------------------------------
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def _label(settings: Settings | None, section: str) -> str:
+    if settings is not None and settings.config_file is not None:
+        return f"{settings.config_file} [{section}]"
+    return f"[{section}]"
+
+
+def load_section(
+    settings: Settings | None,
+    section: str,
+    cls: type[T],
+    *,
+    environ: Mapping[str, str] | None = None,
+    env_prefix: str | None = None,
+) -> T:
+    """The ``[section]`` table as a ``cls`` (a frozen dataclass), with env overrides.
+
+    ``LOOPLINE_<SECTION>_<FIELD>`` (or ``env_prefix + FIELD``) overrides the file. Values
+    are checked against the field annotations (bool, int, float, str, optional values,
+    ``Literal[...]`` choices, tuples of str); ``field(metadata={"min": 0, "max": 1})``
+    bounds numbers. ``cls.__post_init__`` may raise ValueError for what types cannot say:
+    it becomes a ConfigError naming the section.
     """
-    if settings.config_file is None or not settings.config_file.is_file():
-        return {}
-    value = _read_toml(settings.config_file).get(name, {})
-    return value if isinstance(value, dict) else {}
+    env = environ if environ is not None else (settings.environ if settings else os.environ)
+    table = read_section(settings, section) if settings is not None else {}
+    prefix = env_prefix or f"{ENV_PREFIX}{section.upper()}_"
+    sources = {key: _label(settings, section) for key in table}
+    values = dict(table)
+    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+        env_name = prefix + f.name.upper()
+        if env.get(env_name):
+            values[f.name] = env[env_name]
+            sources[f.name] = env_name
+    return build_section(cls, values, section, sources, default_source=_label(settings, section))
+
+
+def load_named_sections(
+    settings: Settings, section: str, cls: type[T], *, name_field: str = "name"
+) -> dict[str, T]:
+    """Every ``[section.NAME]`` table as ``{NAME: cls(name=NAME, ...)}``.
+
+    ``cls`` has a field ``name_field`` that receives the table's name.
+    """
+    out: dict[str, T] = {}
+    label = str(settings.config_file) if settings.config_file else "loopline.toml"
+    for name, table in read_section(settings, section).items():
+        where = f"{section}.{name}"
+        if not isinstance(table, dict):
+            raise ConfigError(
+                f"[{where}] must be a table of settings, not {type(table).__name__}",
+                source=label,
+                hint=f"Write it as a [{section}.NAME] table",
+            )
+        sources = dict.fromkeys(table, f"{label} [{where}]")
+        if name_field in table:
+            raise ConfigError(
+                f"[{where}] has a key {name_field!r}; the table's own name ({name!r}) is its "
+                f"{name_field}",
+                source=f"{label} [{where}]",
+            )
+        out[name] = build_section(
+            cls,
+            {name_field: name, **table},
+            where,
+            sources,
+            default_source=f"{label} [{where}]",
+            hidden=(name_field,),
+        )
+    return out
+
+
+def build_section(
+    cls: type[T],
+    values: Mapping[str, Any],
+    section: str,
+    sources: Mapping[str, str],
+    *,
+    default_source: str,
+    hidden: tuple[str, ...] = (),
+) -> T:
+    """``cls(**values)`` with every value checked and coerced; a ConfigError otherwise."""
+    import typing
+
+    hints = typing.get_type_hints(cls)
+    known = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        key = unknown[0]
+        raise ConfigError(
+            f"unknown key {key!r} in [{section}]"
+            f"{did_you_mean(key, [k for k in known if k not in hidden])}; expected one of "
+            f"{', '.join(sorted(k for k in known if k not in hidden))}",
+            source=sources.get(key, default_source),
+        )
+    parsed: dict[str, Any] = {}
+    for key, value in values.items():
+        f = known[key]
+        source = sources.get(key, default_source)
+        parsed[key] = _coerce(key, value, hints[key], section, source)
+        bounds = f.metadata
+        number = parsed[key]
+        if isinstance(number, int | float) and not isinstance(number, bool):
+            low, high = bounds.get("min"), bounds.get("max")
+            if low is not None and number < low:
+                raise ConfigError(
+                    f"[{section}] {key} must be >= {low:g}, not {number:g}", source=source
+                )
+            if high is not None and number > high:
+                raise ConfigError(
+                    f"[{section}] {key} must be <= {high:g}, not {number:g}", source=source
+                )
+    try:
+        return cls(**parsed)
+    except ValueError as exc:
+        raise ConfigError(f"[{section}] {exc}", source=default_source) from None
+    except TypeError as exc:  # a required field without a value
+        raise ConfigError(f"[{section}] {exc}", source=default_source) from None
+
+
+def _coerce(key: str, value: Any, kind: Any, section: str, source: str) -> Any:
+    import types
+    import typing
+
+    where = f"[{section}] {key}"
+    origin = typing.get_origin(kind)
+    args = typing.get_args(kind)
+    if origin in (typing.Union, types.UnionType):
+        options = [a for a in args if a is not type(None)]
+        empty = value is None or (isinstance(value, str) and value.strip().lower() in ("", "none"))
+        if empty and type(None) in args:
+            return None
+        errors: list[ConfigError] = []
+        for option in options:
+            try:
+                return _coerce(key, value, option, section, source)
+            except ConfigError as exc:
+                errors.append(exc)
+        raise errors[0]
+    if origin is typing.Literal:
+        if value in args:
+            return value
+        text = str(value).strip() if isinstance(value, str) else value
+        if text in args:
+            return text
+        raise ConfigError(
+            f"{where} must be one of {', '.join(repr(a) for a in args)}, not {value!r}"
+            f"{did_you_mean(str(value), args) if isinstance(value, str) else ''}",
+            source=source,
+        )
+    if origin is tuple or kind is tuple:
+        item = args[0] if args else str
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, list | tuple):
+            raise ConfigError(f"{where} must be a list, not {value!r}", source=source)
+        return tuple(_coerce(key, v, item, section, source) for v in value)
+    if origin is dict or kind is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where} must be a table, not {value!r}", source=source)
+        return dict(value)
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        if text in _TRUE:
+            return True
+        if text in _FALSE:
+            return False
+        raise ConfigError(f"{where} must be true or false, not {value!r}", source=source)
+    if kind is int:
+        if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+            raise ConfigError(f"{where} must be an integer, not {value!r}", source=source)
+        try:
+            return (
+                int(str(value).strip().replace("_", "")) if isinstance(value, str) else int(value)
+            )
+        except (TypeError, ValueError):
+            raise ConfigError(f"{where} must be an integer, not {value!r}", source=source) from None
+    if kind is float:
+        if isinstance(value, bool):
+            raise ConfigError(f"{where} must be a number, not {value!r}", source=source)
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{where} must be a number, not {value!r}", source=source) from None
+        if number != number or number in (float("inf"), float("-inf")):
+            raise ConfigError(f"{where} must be a finite number, not {value!r}", source=source)
+        return number
+    if kind is str:
+        if not isinstance(value, str) or not value.strip():
+            raise ConfigError(f"{where} must be a non-empty string, not {value!r}", source=source)
+        return value.strip()
+    if kind is Any:
+        return value
+    raise ConfigError(f"{where}: unsupported setting type {kind!r}", source=source)

@@ -6,11 +6,14 @@ the mapping to exit codes and HTTP statuses lives only in ``cli`` and ``serve``.
 
     LooplineError
     ├── ConfigError                      loopline.toml or LOOPLINE_* is wrong
+    │   └── ProjectConflictError         the database belongs to another project's stores
     ├── ProjectError                     no project here, or one exists already
     ├── StoreError
     │   ├── MetadataStoreError
     │   │   ├── DatabaseUnreachableError  cannot connect (server down, bad URL, no file)
-    │   │   └── SchemaError               database not migrated, or newer than this loopline
+    │   │   ├── SchemaError               database not migrated, or newer than this loopline
+    │   │   ├── DatabaseFullError         its disk, quota or size limit is full; rolled back
+    │   │   └── DatabaseIOError           I/O error, or a read-only file or folder
     │   └── ObjectStoreError
     │       ├── InvalidKeyError           key escapes the store, is absolute, has NUL ...
     │       │   └── InvalidDigestError    not a sha256 digest (64 lowercase hex characters)
@@ -25,6 +28,7 @@ the mapping to exit codes and HTTP statuses lives only in ``cli`` and ``serve``.
     │   │   ├── FormatMismatchError      content is not what the extension says
     │   │   ├── EncodingError            text that is not UTF-8 (line, byte offset)
     │   │   ├── MalformedRowsError       CSV lines with the wrong number of fields
+    │   │   ├── UnterminatedQuoteError   a CSV quote never closed, or a quoted field too long
     │   │   ├── MixedTypesError          a column mixes types (numbers and text, ...)
     │   │   ├── DuplicateColumnsError    two columns share a name, or one has none
     │   │   └── UnsupportedTypeError     a column type datasets cannot hold (lists, structs)
@@ -43,12 +47,15 @@ the mapping to exit codes and HTTP statuses lives only in ``cli`` and ``serve``.
     │   ├── PipelineParamError           a parameter missing, unknown or of the wrong type
     │   ├── StepOutputError              a step returned a value that cannot be stored safely
     │   └── PipelineRunNotFoundError     no such pipeline run to resume
+    ├── ExecutorError                    work cannot be submitted (bad resources, shut down)
     ├── TrainError                       fitting or hyperparameter search (see its docstring)
     ├── EvaluationError                  a model cannot be evaluated (inputs, task, slice)
     │   ├── GateSyntaxError              a gate criterion does not parse (text, position)
     │   └── GateFailedError              gate criteria failed; carries the verdict
     ├── RegistryError                    models, versions, aliases, packages (its docstring)
     ├── ServeError                       the model server (see its docstring)
+    ├── AlarmError                       alarms and their actions
+    │   └── ActionConfigError            an action declared wrongly (also a ConfigError)
     └── TriggerError                     batch prediction of files, the file watcher
 """
 
@@ -82,6 +89,29 @@ class ConfigError(LooplineError):
     def __init__(self, message: str, *, source: str | None = None, hint: str | None = None):
         self.source = source
         super().__init__(f"{source}: {message}" if source else message, hint=hint)
+
+
+class ProjectConflictError(ConfigError):
+    """The metadata database is bound to another artifact store: another project's."""
+
+    def __init__(
+        self, database: str, bound_to: str, artifacts_url: str, project_dir: str | None
+    ) -> None:
+        self.database = database
+        self.bound_to = bound_to
+        self.artifacts_url = artifacts_url
+        self.project_dir = project_dir
+        owner = f" (the project in {project_dir})" if project_dir else ""
+        self.source = None
+        LooplineError.__init__(
+            self,
+            f"Metadata database {database} belongs to the project whose artifacts are in "
+            f"{bound_to}{owner}, not to this one (artifacts in {artifacts_url}): sharing it "
+            "would mix the two projects' datasets, runs and models",
+            hint="Give this project its own database, or its own PostgreSQL schema: "
+            'metadata_url = "postgresql+psycopg://USER:PW@HOST/DB?options=-csearch_path%3DNAME"; '
+            "or point artifacts_url at that project's store if it is the same project",
+        )
 
 
 class ProjectError(LooplineError):
@@ -118,6 +148,32 @@ class SchemaError(MetadataStoreError):
         super().__init__(
             f"Metadata database {url} is {state}; this loopline expects revision {expected}",
             hint=hint,
+        )
+
+
+class DatabaseFullError(MetadataStoreError):
+    """The metadata database cannot grow: the disk holding it, its quota or its size limit
+    is full. The transaction that hit it was rolled back, so none of it was written."""
+
+    def __init__(self, location: str, reason: str, *, hint: str | None = None) -> None:
+        self.location = location
+        self.reason = reason
+        super().__init__(
+            f"Metadata database {location} is full ({reason}); the transaction was rolled "
+            "back and nothing was changed",
+            hint=hint or "Free some space on the disk that holds it (or raise its quota) and retry",
+        )
+
+
+class DatabaseIOError(MetadataStoreError):
+    """The metadata database cannot be read or written: an I/O error, or a read-only file,
+    folder or server."""
+
+    def __init__(self, location: str, reason: str, *, hint: str | None = None) -> None:
+        self.location = location
+        self.reason = reason
+        super().__init__(
+            f"Metadata database {location} cannot be read or written: {reason}", hint=hint
         )
 
 
@@ -360,6 +416,28 @@ class MalformedRowsError(IngestError):
         super().__init__(message, source=source, line=first, hint=hint)
 
 
+class UnterminatedQuoteError(IngestError):
+    """A CSV quote that opens a field and never closes (the field would run to the end of
+    the file), or a quoted field longer than the reader's ``max_field_bytes``.
+
+    ``line`` and ``byte_offset`` say where the quote opened; ``unterminated`` tells the
+    two cases apart.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        source: str | None,
+        line: int | None,
+        byte_offset: int | None,
+        unterminated: bool,
+        hint: str | None = None,
+    ) -> None:
+        self.unterminated = unterminated
+        super().__init__(message, source=source, line=line, byte_offset=byte_offset, hint=hint)
+
+
 class MixedTypesError(IngestError):
     """A column mixes types: most values are of one kind and some are not.
 
@@ -513,8 +591,11 @@ class RegistryError(LooplineError):
     ├── ModelInputError             input rows lack the signature's columns
     ├── PackageIntegrityError       a package file does not match its recorded sha256
     │                               (also an IntegrityError: the CLI exits 4)
+    ├── MalformedPackageError       a package file is not in its format (a pickle renamed
+    │                               model.skops, a truncated zip); also an IntegrityError
     ├── FlavorUnavailableError      the library a package needs is not installed
     ├── UnsafeModelError            a skops file holds types outside the trusted set
+    ├── ConflictError               compare-and-set lost: another process moved it first
     └── PromotionRefusedError       the promotion check failed and was not forced
     """
 
@@ -595,6 +676,25 @@ class PackageIntegrityError(RegistryError, IntegrityError):
         )
 
 
+class MalformedPackageError(RegistryError, IntegrityError):
+    """A file of a model package is not in the format its flavor reads: nothing was built."""
+
+    def __init__(self, ref: str, file: str, reason: str) -> None:
+        self.ref = ref
+        self.file = file
+        self.key = file
+        self.reason = reason
+        self.expected = ""
+        self.actual = ""
+        self.store = ""
+        LooplineError.__init__(
+            self,
+            f"Model package {ref} refused: file {file!r} is not a valid package file ({reason})",
+            hint="The package was replaced or corrupted; restore the artifact store from a "
+            "backup, or register the model again",
+        )
+
+
 class FlavorUnavailableError(RegistryError):
     """The package needs a library that is not installed."""
 
@@ -611,7 +711,7 @@ class FlavorUnavailableError(RegistryError):
 
 
 class UnsafeModelError(RegistryError):
-    """A skops file holds types that are not trusted (outside sklearn, numpy, scipy)."""
+    """A skops file holds types outside skops' defaults and loopline's exact allow-list."""
 
     def __init__(self, types: list[str], *, ref: str | None = None, file: str | None = None):
         self.types = sorted(types)
@@ -620,9 +720,32 @@ class UnsafeModelError(RegistryError):
         where = f" {file!r} of {ref}" if ref and file else (f" of {ref}" if ref else "")
         super().__init__(
             f"Refusing the skops file{where}: it holds untrusted types {', '.join(self.types)}",
-            hint="Only types from sklearn, numpy and scipy are loaded; package custom code "
-            "as an installed library or use a supported estimator",
+            hint="Only the scikit-learn, numpy and scipy types that estimators need are "
+            "loaded (loopline.registry.trust lists them); use a supported estimator",
         )
+
+
+class ConflictError(RegistryError):
+    """A compare-and-set move found another holder than the one expected: another process
+    (a person, another controller) moved the alias or the traffic split first."""
+
+    def __init__(self, subject: str, expected: object, actual: object) -> None:
+        self.subject = subject
+        self.expected = expected
+        self.actual = actual
+        super().__init__(
+            f"{subject} changed meanwhile: expected {_shown(expected)}, found {_shown(actual)}; "
+            "nothing was changed",
+            hint="Read the current state again and decide anew",
+        )
+
+
+def _shown(value: object) -> str:
+    if value is None:
+        return "none"
+    if isinstance(value, int):
+        return f"version {value}"
+    return str(value)
 
 
 class PromotionRefusedError(RegistryError):
@@ -640,6 +763,10 @@ class PromotionRefusedError(RegistryError):
             hint=f"Fix the model, or override with: loopline models promote {name} {version} "
             f"--alias {alias} --force --reason TEXT",
         )
+
+
+class ExecutorError(LooplineError):
+    """Work cannot be submitted to an executor: bad resources, or it was shut down."""
 
 
 class TrainError(LooplineError):
@@ -702,6 +829,8 @@ class ServeError(LooplineError):
 
     ServeError
     ├── UnsafeBindError     a non-loopback address without auth (or ``--insecure``)
+    ├── PortInUseError      the address is taken by another process (also a ConfigError:
+    │                       the CLI exits 2)
     └── ApiKeyError         no such API key, a revoked one, or an unknown role
     """
 
@@ -719,6 +848,22 @@ class UnsafeBindError(ServeError):
         )
 
 
+class PortInUseError(ServeError, ConfigError):
+    """The address a server was asked to listen on is taken by another process."""
+
+    def __init__(self, host: str, port: int, reason: str = "the port is in use") -> None:
+        self.host = host
+        self.port = port
+        self.reason = reason
+        self.source = None
+        shown = f"[{host}]" if ":" in host else host
+        LooplineError.__init__(
+            self,
+            f"Cannot listen on {shown}:{port}: {reason}",
+            hint="Stop the server that uses it, or pick another port with --port",
+        )
+
+
 class ApiKeyError(ServeError):
     """An API key that does not exist or was revoked, or a role that does not exist."""
 
@@ -729,6 +874,18 @@ class MonitorError(LooplineError):
 
 class FeedbackError(MonitorError):
     """Feedback that cannot be read at all: not a list of labels, an unreadable file."""
+
+
+class AlarmError(LooplineError):
+    """Alarms and their actions cannot be configured or evaluated (``loopline.alarm``)."""
+
+
+class ActionConfigError(AlarmError, ConfigError):
+    """An action is declared wrongly (a bad URL, a negative timeout ...)."""
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        self.source = None
+        LooplineError.__init__(self, message, hint=hint)
 
 
 class TriggerError(LooplineError):

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from loopline.config import S3Settings
 from loopline.errors import InvalidKeyError, ObjectNotFoundError
 from loopline.store.objects import CHUNK_SIZE, ObjectInfo, ObjectStore, open_object_store
 from loopline.store.objects.memory import MemoryObjectStore
@@ -268,3 +269,62 @@ def test_file_url_and_plain_path_open_the_same_folder(tmp_path: Path) -> None:
     open_object_store(f"file://{tmp_path}").put("k", b"v")
     assert open_object_store(str(tmp_path)).get("k") == b"v"
     assert (tmp_path / "k").read_bytes() == b"v"
+
+
+# -- length limits (in bytes of UTF-8, not characters) ---------------------------------------
+
+TOO_LONG_KEYS = [
+    pytest.param("x" * 256, "255 bytes", id="part-of-256-ascii"),
+    pytest.param("x" * 300, "255 bytes", id="part-of-300-ascii"),
+    pytest.param("data/" + "é" * 128, "255 bytes", id="part-of-128-e-acute"),  # 256 bytes
+    pytest.param("é" * 250, "255 bytes", id="part-of-250-e-acute"),  # 500 bytes
+    pytest.param("/".join(["é" * 100] * 6), "1024 bytes", id="key-of-1205-bytes"),
+]
+
+
+@pytest.mark.parametrize(("key", "limit"), TOO_LONG_KEYS)
+@pytest.mark.parametrize("operation", ["put", "get", "open", "exists", "stat", "delete"])
+def test_keys_over_the_byte_limits_are_refused(
+    store: ObjectStore, key: str, limit: str, operation: str
+) -> None:
+    calls = {
+        "put": lambda: store.put(key, b"x"),
+        "get": lambda: store.get(key),
+        "open": lambda: store.open(key),
+        "exists": lambda: store.exists(key),
+        "stat": lambda: store.stat(key),
+        "delete": lambda: store.delete(key),
+    }
+    with pytest.raises(InvalidKeyError) as info:
+        calls[operation]()
+    assert info.value.key == key  # the whole key, though the message shows its start
+    assert limit in str(info.value)
+    assert len(str(info.value)) < 500
+    assert list(store.list()) == []
+
+
+def test_keys_at_the_byte_limits_work(store: ObjectStore) -> None:
+    longest_part = "é" * 127 + "x"  # 255 bytes
+    long_key = "/".join(["p" * 250, "q" * 250, "r" * 250, longest_part])  # 1008 bytes
+    for key in (longest_part, "a/" + longest_part, long_key[:-1]):
+        store.put(key, key.encode())
+        assert store.get(key) == key.encode()
+        assert store.exists(key)
+    assert longest_part in list(store.list())
+
+
+def test_a_key_that_is_not_utf8_is_refused(store: ObjectStore) -> None:
+    key = "bad-\udcff-name"  # what os.fsdecode makes of an undecodable byte
+    with pytest.raises(InvalidKeyError, match="surrogate"):
+        store.put(key, b"x")
+    assert list(store.list()) == []
+
+
+@pytest.mark.s3
+def test_s3_counts_its_prefix_in_the_key_limit(s3_bucket: str, s3_settings: S3Settings) -> None:
+    store = open_object_store(f"s3://{s3_bucket}/{'p' * 100}", s3=s3_settings)
+    key = "/".join(["k" * 250] * 4)  # 1003 bytes: a valid key, too long under the prefix
+    with pytest.raises(InvalidKeyError, match="1024 bytes") as info:
+        store.put(key, b"x")
+    assert info.value.key == key
+    assert list(store.list()) == []

@@ -153,8 +153,12 @@ def test_bad_config_exits_2_and_names_the_file(tmp_path: Path) -> None:
     (project / "loopline.toml").write_text("metdata_url = 'x'\n")
     proc = run("doctor", cwd=project, check=False)
     assert proc.returncode == 2
-    assert str(project / "loopline.toml") in proc.stderr
-    assert "metdata_url" in proc.stderr
+    assert str(project / "loopline.toml") in proc.stdout  # doctor's table says it
+    assert "metdata_url" in proc.stdout
+    other = run("data", "ls", cwd=project, check=False)  # any other command: one line
+    assert other.returncode == 2
+    assert str(project / "loopline.toml") in other.stderr
+    assert "did you mean 'metadata_url'" in other.stderr
 
 
 def test_db_upgrade_and_current(tmp_path: Path) -> None:
@@ -212,3 +216,30 @@ def test_project_on_s3_and_postgres(
     )
     assert out["artifacts_url"] == s3_url
     assert any(i["where"].startswith(s3_url) for i in out["items"])
+
+
+def test_doctor_reports_a_section_no_layer_reads_and_a_broken_one(tmp_path: Path) -> None:
+    run("init", str(tmp_path / "p"), cwd=tmp_path)
+    project = tmp_path / "p"
+    toml = project / "loopline.toml"
+    good = toml.read_text()
+    toml.write_text(good + "\n[gatez.m]\ncriteria = []\n")
+    typo = run("doctor", "--json", cwd=project, check=False)
+    assert typo.returncode == 2
+    checks = json.loads(typo.stdout)["checks"]
+    assert checks[0]["name"] == "settings"
+    assert checks[0]["status"] == "fail"
+    assert "did you mean 'gates'" in checks[0]["detail"]
+
+    toml.write_text(good + "\n[gates.m]\ncriteria = ['f1 >> 0.8']\n")
+    broken = run("doctor", "--json", cwd=project, check=False)
+    assert broken.returncode == 1
+    sections = next(c for c in json.loads(broken.stdout)["checks"] if c["name"] == "sections")
+    assert sections["status"] == "fail"
+    assert "criteria[0]" in sections["detail"]
+
+    toml.write_text(good + "\n[gates.m]\ncriteria = ['f1 >= 0.8']\n")
+    fine = run("doctor", "--json", cwd=project, check=False)
+    assert fine.returncode == 0, fine.stdout
+    sections = next(c for c in json.loads(fine.stdout)["checks"] if c["name"] == "sections")
+    assert "gates for m" in sections["detail"]

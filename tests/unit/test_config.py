@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Literal
 
 import pytest
 
@@ -134,6 +136,88 @@ def test_sections_are_read_for_their_layers(tmp_path: Path) -> None:
     assert read_section(s, "serve") == {"port": 9000}
     assert read_section(s, "gates") == {"m": {"criteria": []}}
     assert read_section(s, "monitor") == {}
+    # The file was read once: the settings carry its tables.
+    (project / "loopline.toml").write_text("[serve]\nport = 1\n")
+    assert read_section(s, "serve") == {"port": 9000}
     (project / "loopline.toml").write_text("serve = 1\n")
     with pytest.raises(ConfigError, match="unknown setting 'serve'"):
-        read_section(s, "serve")
+        load_settings(project, environ={})
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[gatez.m]\ncriteria = []\n", "unknown section [gatez] (did you mean 'gates'?)"),
+        ("[sever]\nport = 1\n", "unknown section [sever] (did you mean 'serve'?)"),
+        ("[nothing_like_it]\nx = 1\n", "unknown section [nothing_like_it]; loopline reads"),
+        ("metdata_url = 'x'\n", "(did you mean 'metadata_url'?)"),
+    ],
+)
+def test_unknown_sections_and_settings_say_what_was_meant(
+    tmp_path: Path, text: str, message: str
+) -> None:
+    project = make_project(tmp_path / "p", text)
+    with pytest.raises(ConfigError) as err:
+        load_settings(project, environ={})
+    assert message in str(err.value)
+
+
+@dataclass(frozen=True)
+class _Section:
+    ratio: float = field(default=0.5, metadata={"min": 0, "max": 1})
+    count: int = 3
+    on: bool = False
+    mode: Literal["fast", "slow"] = "fast"
+    label: str | None = None
+    names: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class _Named:
+    name: str
+    every: float = 60.0
+
+    def __post_init__(self) -> None:
+        if self.every > 3600:
+            raise ValueError(f"every must be at most an hour, not {self.every:g} s")
+
+
+def test_typed_sections_check_every_value(tmp_path: Path) -> None:
+    from loopline.config import load_named_sections, load_section
+
+    project = make_project(
+        tmp_path / "p",
+        "[serve]\nport = 1\n[gates.a]\ncriteria = []\n",
+    )
+    s = load_settings(project, environ={})
+    s = s.with_overrides(
+        tables={
+            "sec": {"ratio": 0.25, "mode": "slow", "names": ["a", "b"]},
+            "named": {"x": {"every": 5}, "y": {}},
+        }
+    )
+    got = load_section(
+        s, "sec", _Section, environ={"LOOPLINE_SEC_COUNT": "7", "LOOPLINE_SEC_ON": "yes"}
+    )
+    assert got == _Section(ratio=0.25, count=7, on=True, mode="slow", names=("a", "b"))
+    named = load_named_sections(s, "named", _Named)
+    assert named == {"x": _Named("x", 5.0), "y": _Named("y")}
+
+    def bad(table: dict[str, Any], env: dict[str, str] | None = None) -> str:
+        with pytest.raises(ConfigError) as err:
+            load_section(
+                s.with_overrides(tables={"sec": table}), "sec", _Section, environ=env or {}
+            )
+        return str(err.value)
+
+    assert "ratio must be <= 1" in bad({"ratio": 1.5})
+    assert "count must be an integer" in bad({"count": "many"})
+    assert "count must be an integer" in bad({"count": 2.5})
+    assert "on must be true or false" in bad({}, {"LOOPLINE_SEC_ON": "maybe"})
+    assert "mode must be one of 'fast', 'slow'" in bad({"mode": "Fast"})
+    assert "(did you mean 'ratio'?)" in bad({"raito": 0.1})
+    assert "ratio must be a finite number" in bad({"ratio": float("nan")})
+    with pytest.raises(ConfigError, match="every must be at most an hour"):
+        load_named_sections(
+            s.with_overrides(tables={"named": {"z": {"every": 7200}}}), "named", _Named
+        )

@@ -63,6 +63,12 @@ def _read_options(fn: Any) -> Any:
         ),
         click.option("--encoding", help="Text encoding of a CSV file (default: UTF-8)."),
         click.option(
+            "--max-field-bytes",
+            type=click.IntRange(min=1),
+            help="Longest quoted CSV field accepted (default 1 MiB); a longer one is taken "
+            "for a quote that was never closed.",
+        ),
+        click.option(
             "--check-duplicates", is_flag=True, default=None, help="Also report duplicate rows."
         ),
     ]
@@ -80,6 +86,7 @@ def _source_kwargs(
     delimiter: str | None,
     null_values: Sequence[str],
     encoding: str | None,
+    max_field_bytes: int | None = None,
 ) -> dict[str, Any]:
     if sql is not None:
         if db is not None and source is not None:
@@ -103,6 +110,7 @@ def _source_kwargs(
         "delimiter": "\t" if delimiter in ("\\t", "tab") else delimiter,
         "null_values": list(null_values) or None,
         "encoding": encoding,
+        **({"max_field_bytes": max_field_bytes} if max_field_bytes is not None else {}),
     }
 
 
@@ -133,6 +141,7 @@ def add_command(
     delimiter: str | None,
     null_values: tuple[str, ...],
     encoding: str | None,
+    max_field_bytes: int | None,
     check_duplicates: bool | None,
     description: str | None,
     force: bool,
@@ -144,7 +153,9 @@ def add_command(
     Adding content the dataset already holds creates no version. Data that breaks the
     dataset's schema is refused (exit 1) unless --force.
     """
-    kwargs = _source_kwargs(source, sql, db, fmt, dtypes, delimiter, null_values, encoding)
+    kwargs = _source_kwargs(
+        source, sql, db, fmt, dtypes, delimiter, null_values, encoding, max_field_bytes
+    )
     if kwargs["source"] is None:
         raise click.UsageError("give a SOURCE (a file path or URL), or --sql QUERY --db URL")
     shown = sql if sql is not None else kwargs["source"]
@@ -290,6 +301,7 @@ def validate_command(
     delimiter: str | None,
     null_values: tuple[str, ...],
     encoding: str | None,
+    max_field_bytes: int | None,
     check_duplicates: bool | None,
     as_json: bool,
 ) -> None:
@@ -297,7 +309,9 @@ def validate_command(
 
     Prints every finding; exits 1 when there are errors. Nothing is stored.
     """
-    kwargs = _source_kwargs(source, sql, db, fmt, dtypes, delimiter, null_values, encoding)
+    kwargs = _source_kwargs(
+        source, sql, db, fmt, dtypes, delimiter, null_values, encoding, max_field_bytes
+    )
     with _open() as ds, err_console.status(f"Validating {sql or source or name}"):
         report = ds.validate(name, check_duplicates=check_duplicates, **kwargs)
     if as_json:

@@ -20,10 +20,13 @@ def upgrade(as_json: bool) -> None:
     from loopline.store.db import migrate
     from loopline.store.db.engine import Database
     from loopline.store.db.events import record_event
+    from loopline.store.db.project import bind_project, refuse_foreign
 
     settings = load_settings()
     with Database(settings.metadata_url, busy_timeout=settings.db_busy_timeout, create=True) as db:
+        refuse_foreign(db, settings.artifacts_url)
         before, after = migrate.upgrade(db)
+        bind_project(db, settings.artifacts_url, str(settings.project_dir))
         if before != after:
             db.run_write(
                 lambda c: record_event(

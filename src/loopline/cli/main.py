@@ -5,7 +5,8 @@ Subcommands live in their own modules and are imported only when invoked, so
 below is the whole command list; each entry names its module and its one-line help.
 
 Exit codes: 0 success, 1 a check or command failed, 2 bad usage or configuration,
-3 a store is unreachable or not migrated, 4 stored data failed verification, 130 interrupted.
+3 a store is unreachable, full or not migrated, 4 stored data failed verification,
+130 interrupted.
 """
 
 from __future__ import annotations
@@ -65,6 +66,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "loopline.cli.demo:demo_command",
         "Run the lifecycle on embedded defaults in a fresh project.",
     ),
+    "store": (
+        "loopline.cli.store:store_group",
+        "Verify the artifact store: re-hash every blob, find missing ones, repair.",
+    ),
 }
 
 
@@ -111,7 +116,9 @@ def exit_code_for(exc: BaseException) -> int:
         return 2
     if isinstance(exc, errors.IntegrityError):
         return 4
-    if isinstance(exc, errors.StoreUnreachableError | errors.MetadataStoreError):
+    if isinstance(
+        exc, errors.StoreUnreachableError | errors.StoreFullError | errors.MetadataStoreError
+    ):
         return 3
     return 1
 

@@ -53,9 +53,14 @@ def doctor_command(as_json: bool) -> None:
     Exits 1 when a check fails.
     """
     from loopline.config import load_settings
-    from loopline.project.doctor import diagnose
+    from loopline.errors import ConfigError
+    from loopline.project.doctor import diagnose, unreadable_settings
 
-    report = diagnose(load_settings())
+    try:
+        report = diagnose(load_settings())
+    except ConfigError as exc:
+        # A loopline.toml that cannot be read is the first thing doctor reports.
+        report = unreadable_settings(exc)
     if as_json:
         print_json(report.as_dict())
     else:
@@ -71,4 +76,4 @@ def doctor_command(as_json: bool) -> None:
             )
         )
     if not report.ok:
-        raise click.exceptions.Exit(1)
+        raise click.exceptions.Exit(2 if report.config_error else 1)

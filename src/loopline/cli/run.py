@@ -75,7 +75,7 @@ def run_command(
     Exits 1 when a step fails, naming the command that resumes the run.
     """
     from loopline.config import load_settings
-    from loopline.pipeline.executors import LocalExecutor
+    from loopline.execute import LocalExecutor
     from loopline.pipeline.loader import load_pipeline
     from loopline.pipeline.runner import run_pipeline
     from loopline.store.stores import Stores
@@ -89,7 +89,7 @@ def run_command(
     given = _parse_params(params)
     with Stores.open(settings) as stores:
         tracker = Tracker(stores)
-        executor = LocalExecutor(stores, tracker, workers)
+        executor = LocalExecutor(workers, thread_name="loopline-step")
         if as_json:
             result = run_pipeline(
                 pipeline,

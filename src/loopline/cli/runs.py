@@ -1,7 +1,8 @@
 """``loopline runs ls|show|compare``: tracked runs as tables (or ``--json``).
 
-Every command first marks as ``killed`` the runs whose process died without ending them
-(no heartbeat for a while), so what it shows is current.
+Every command first marks as ``killed`` the runs (and pipeline runs, with the step they
+died in) whose process died without ending them (no heartbeat for a while), so what it
+shows is current.
 """
 
 from __future__ import annotations
@@ -27,12 +28,13 @@ _EXTRA_METRIC_COLUMNS = 4
 @contextmanager
 def _tracker() -> Iterator[Tracker]:
     from loopline.config import load_settings
+    from loopline.pipeline.reaper import reap_dead_pipeline_runs
     from loopline.store.stores import Stores
     from loopline.tracking import Tracker
 
     with Stores.open(load_settings()) as stores:
         tracker = Tracker(stores)
-        tracker.reap_dead_runs()
+        reap_dead_pipeline_runs(stores, tracker)
         yield tracker
 
 

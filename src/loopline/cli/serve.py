@@ -54,10 +54,15 @@ def serve_command(
     background and swapped in without failing a request. Routes: POST /predict,
     POST /invocations (MLflow), /v2/... (KServe V2), POST /feedback, /metrics, /docs.
     Settings come from [serve] in loopline.toml and LOOPLINE_SERVE_* variables.
+
+    Exits 0 after Ctrl+C or SIGTERM (a graceful stop: requests in flight are answered
+    and the prediction log is written), 2 when the port is in use, 4 when the model's
+    package fails its integrity check, and non-zero whenever the model cannot be loaded
+    at start.
     """
     from loopline.cli.output import err_console
     from loopline.config import load_settings
-    from loopline.serve.server import ServeTarget, check_bind, preflight, run
+    from loopline.serve.server import ServeTarget, bind_listeners, check_bind, preflight, run
     from loopline.serve.settings import load_serve_settings
 
     settings = load_settings()
@@ -73,11 +78,19 @@ def serve_command(
     check_bind(serve, insecure=insecure)
     target = ServeTarget(model=model, canary=canary, shadow=shadow, sticky_key=sticky_key)
     what = preflight(settings, target)
-    shown_host = f"[{serve.host}]" if ":" in serve.host else serve.host
-    err_console.print(
-        f"serving {what} on http://{shown_host}:{serve.port} with {serve.workers} worker"
-        f"{'s' if serve.workers != 1 else ''}"
-        + (" (auth on)" if serve.auth else "")
-        + "; Ctrl+C stops"
-    )
-    return run(settings, serve, target, insecure=insecure)
+    # Bound before saying anything: a port in use is an error (exit 2), and port 0 is shown
+    # as the port it became.
+    listeners = bind_listeners(serve)
+    try:
+        serve = serve.with_overrides(port=listeners.port)
+        shown_host = f"[{serve.host}]" if ":" in serve.host else serve.host
+        err_console.print(
+            f"serving {what} on http://{shown_host}:{serve.port} with {serve.workers} worker"
+            f"{'s' if serve.workers != 1 else ''}"
+            + (" (auth on)" if serve.auth else "")
+            + "; Ctrl+C stops"
+        )
+    except BaseException:
+        listeners.close()
+        raise
+    return run(settings, serve, target, insecure=insecure, listeners=listeners)

@@ -3,7 +3,10 @@
 A dataset is a name with a schema; each distinct content added under it is a version
 (1, 2, 3 ...), named by the sha256 of the canonical content. Adding a version:
 
-1. read the source into the canonical table (:mod:`loopline.data.ingest`) and hash it;
+1. read the source into the canonical table (:mod:`loopline.data.ingest`) and hash it; a
+   file is streamed into a Parquet file in a temporary folder and everything after works a
+   column at a time on that file (:mod:`loopline.data.staging`), so memory holds a block
+   of the file or one column, never the whole table;
 2. if the dataset already holds that digest, return that version (``created=False``);
 3. validate against the dataset's schema (or infer the schema, for a new dataset); a
    report with errors refuses the add with :class:`ValidationFailedError`, unless
@@ -18,18 +21,21 @@ A dataset is a name with a schema; each distinct content added under it is a ver
 from __future__ import annotations
 
 import builtins
+import dataclasses
 import functools
 import random
 import re
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from loopline.data.csvscan import DEFAULT_MAX_FIELD_BYTES
 from loopline.data.schema import DatasetSchema
 from loopline.data.splits import Split, SplitRecord, split_from_record, split_record
-from loopline.data.tables import aware, new_id, unique_violation
 from loopline.data.validate import ValidationReport
 from loopline.errors import (
     DataArgumentError,
@@ -38,6 +44,8 @@ from loopline.errors import (
     DatasetVersionNotFoundError,
     ValidationFailedError,
 )
+from loopline.store import tempfiles
+from loopline.store.db.types import new_id, to_utc, unique_violation
 
 if TYPE_CHECKING:
     import sqlalchemy as sa
@@ -181,6 +189,7 @@ class Datasets:
         delimiter: str | None = None,
         null_values: Sequence[str] | None = None,
         encoding: str | None = None,
+        max_field_bytes: int = DEFAULT_MAX_FIELD_BYTES,
         check_duplicates: bool | None = None,
         on_progress: Progress | None = None,
     ) -> DatasetVersion:
@@ -196,16 +205,18 @@ class Datasets:
         check_name(name)
         progress = on_progress or _no_progress
         progress("reading")
-        ingested = self._read(source, sql, format, dtypes, delimiter, null_values, encoding)
-        return self.add_ingested(
-            name,
-            ingested,
-            description=description,
-            allow_invalid=allow_invalid,
-            check_duplicates=check_duplicates,
-            on_progress=progress,
-        )
+        options = (format, dtypes, delimiter, null_values, encoding, max_field_bytes)
+        with self._read(source, sql, *options) as ingested:
+            return self.add_ingested(
+                name,
+                ingested,
+                description=description,
+                allow_invalid=allow_invalid,
+                check_duplicates=check_duplicates,
+                on_progress=progress,
+            )
 
+    @contextmanager
     def _read(
         self,
         source: Any,
@@ -215,20 +226,25 @@ class Datasets:
         delimiter: str | None,
         null_values: Sequence[str] | None,
         encoding: str | None,
-    ) -> Ingested:
-        """Read a source with the project's S3 settings (for ``add`` and ``validate``)."""
-        from loopline.data.ingest import read_source
+        max_field_bytes: int,
+    ) -> Iterator[Ingested]:
+        """A source read with the project's S3 settings (for ``add`` and ``validate``); a
+        file is staged in a temporary folder that lasts as long as the context."""
+        from loopline.data.ingest import stage_source
 
-        return read_source(
-            source,
-            sql=sql,
-            format=format,
-            dtypes=dtypes,
-            delimiter=delimiter,
-            null_values=null_values,
-            encoding=encoding,
-            s3=self._stores.settings.s3,
-        )
+        with tempfiles.directory("loopline-data-") as tmp:
+            yield stage_source(
+                source,
+                tmp,
+                sql=sql,
+                format=format,
+                dtypes=dtypes,
+                delimiter=delimiter,
+                null_values=null_values,
+                encoding=encoding,
+                s3=self._stores.settings.s3,
+                max_field_bytes=max_field_bytes,
+            )
 
     def add_ingested(
         self,
@@ -244,8 +260,8 @@ class Datasets:
         from loopline.data.content import table_digest
         from loopline.data.profile import compute_profile
         from loopline.data.schema import infer_schema
+        from loopline.data.staging import release_memory
         from loopline.data.validate import validate_table
-        from loopline.store.objects.tables import put_table
 
         check_name(name)
         progress = on_progress or _no_progress
@@ -254,17 +270,20 @@ class Datasets:
         digest = table_digest(table)
         stored_schema, existing = self._lookup(name, digest)
         if existing is not None and description in (None, existing[1]):
-            return existing[0]
+            return self._repaired(existing[0], table)
 
+        release_memory()
         progress("profiling")
         profile = compute_profile(table)
         schema = stored_schema if stored_schema is not None else infer_schema(table, profile)
+        release_memory()
         progress("validating")
         report = validate_table(table, schema, dataset=name, check_duplicates=check_duplicates)
         self._refuse_if_invalid(name, report, allow_invalid, ingested.source)
+        release_memory()
 
         progress("storing")
-        parquet_digest = put_table(self._cas, table)
+        parquet_digest = self._put_parquet(table)
         size = self._cas.store.stat(self._cas.key_for(parquet_digest)).size
         profile_digest = self._cas.put(profile.to_json())
         summary = _summary(report, ingested.notes, inferred=stored_schema is None)
@@ -306,6 +325,65 @@ class Datasets:
             "other processes kept adding versions at the same time",
             hint="Retry the add",
         )
+
+    def _repaired(self, version: DatasetVersion, table: Any) -> DatasetVersion:
+        """``version`` (which holds ``table``'s content) with its blobs intact: adding the
+        same data again rewrites a Parquet file or profile that went missing or corrupt.
+
+        On a local store the blobs are re-hashed (a read); on a remote one only their
+        presence is checked (a corrupt one is removed by the read that finds it).
+        """
+        from loopline.data.profile import compute_profile
+        from loopline.errors import IntegrityError, ObjectNotFoundError
+
+        def intact(digest: str) -> bool:
+            try:
+                if getattr(self._cas.store, "remote", False):
+                    return self._cas.exists(digest)
+                self._cas.verify(digest)
+            except (IntegrityError, ObjectNotFoundError):
+                return False
+            return True
+
+        changes: dict[str, Any] = {}
+        if not intact(version.parquet_digest):
+            parquet = self._put_parquet(table)
+            if parquet != version.parquet_digest:
+                changes["parquet_digest"] = parquet
+                changes["n_bytes"] = self._cas.store.stat(self._cas.key_for(parquet)).size
+        if not intact(version.profile_digest):
+            profile = self._cas.put(compute_profile(table).to_json())
+            if profile != version.profile_digest:
+                changes["profile_digest"] = profile
+        if not changes:
+            return version
+        import sqlalchemy as sa
+
+        from loopline.data.tables import dataset_versions as v
+        from loopline.store.db.events import record_event
+
+        def fn(conn: sa.Connection) -> None:
+            conn.execute(sa.update(v).where(v.c.id == version.id).values(**changes))
+            record_event(conn, "dataset.repair", version.ref, dict(changes))
+
+        self._db.run_write(fn)
+        return dataclasses.replace(
+            version,
+            parquet_digest=changes.get("parquet_digest", version.parquet_digest),
+            profile_digest=changes.get("profile_digest", version.profile_digest),
+            bytes=changes.get("n_bytes", version.bytes),
+        )
+
+    def _put_parquet(self, table: Any) -> str:
+        """Store the table's Parquet file: a staged one as it is, else written first."""
+        from loopline.data.staging import StagedTable, write_parquet
+
+        if isinstance(table, StagedTable):
+            return self._cas.put_file(table.path)
+        with tempfiles.directory("loopline-data-") as tmp:
+            path = Path(tmp) / "table.parquet"
+            write_parquet(table, path)
+            return self._cas.put_file(path)
 
     def _refuse_if_invalid(
         self, name: str, report: ValidationReport, allow_invalid: bool, source: str
@@ -615,6 +693,7 @@ class Datasets:
         delimiter: str | None = None,
         null_values: Sequence[str] | None = None,
         encoding: str | None = None,
+        max_field_bytes: int = DEFAULT_MAX_FIELD_BYTES,
         check_duplicates: bool | None = None,
     ) -> ValidationReport:
         """Validate ``source`` against the schema of ``name`` (without adding it).
@@ -627,9 +706,12 @@ class Datasets:
         schema = self.schema(name)
         if source is None and sql is None:
             table = self.load_table(name)
-        else:
-            table = self._read(source, sql, format, dtypes, delimiter, null_values, encoding).table
-        return validate_table(table, schema, dataset=name, check_duplicates=check_duplicates)
+            return validate_table(table, schema, dataset=name, check_duplicates=check_duplicates)
+        options = (format, dtypes, delimiter, null_values, encoding, max_field_bytes)
+        with self._read(source, sql, *options) as ingested:
+            return validate_table(
+                ingested.table, schema, dataset=name, check_duplicates=check_duplicates
+            )
 
     # -- splits -------------------------------------------------------------------------------
 
@@ -727,7 +809,7 @@ def _version(name: str, row: Any) -> DatasetVersion:
         columns=int(mapping["n_columns"]),
         bytes=int(mapping["n_bytes"]),
         source=mapping["source"],
-        created_at=aware(mapping["created_at"]),
+        created_at=to_utc(mapping["created_at"]),
         created_by=mapping["created_by"],
         validation=dict(mapping["validation"] or {}),
         created=False,
@@ -745,8 +827,8 @@ def _info(row: Any) -> DatasetInfo:
         versions=int(m["n"] or 0),
         rows=m["n_rows"],
         columns=m["n_columns"],
-        created_at=aware(m["created_at"]),
-        updated_at=aware(m["updated_at"]),
+        created_at=to_utc(m["created_at"]),
+        updated_at=to_utc(m["updated_at"]),
         created_by=m["created_by"],
     )
 

@@ -1,4 +1,4 @@
-"""Reading any supported source into one canonical ``pyarrow.Table``.
+"""Reading any supported source into one canonical table.
 
 Sources:
 
@@ -15,8 +15,11 @@ where and what (see :mod:`loopline.data.csvfile` for CSV's checks): nothing is c
 into another type or dropped without a word. The result is in the canonical form of
 :mod:`loopline.data.content`, with notes on anything converted along the way.
 
-Files are read whole into memory (local files are memory-mapped): a dataset must fit in
-RAM.
+Files are streamed: :func:`read_source` gathers the canonical batches into a
+``pyarrow.Table``; :func:`stage_source` writes them to a Parquet file in a folder the
+caller owns (:mod:`loopline.data.staging`), so that adding a file larger than memory holds
+only a block of it at a time. A URL is first downloaded into that folder, and a compressed
+Parquet file decompressed there.
 """
 
 from __future__ import annotations
@@ -24,15 +27,18 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import os
+import shutil
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from loopline.config import redact_url
 from loopline.data import csvfile
-from loopline.data.content import normalise_table
+from loopline.data.content import Normaliser, normalise_table
+from loopline.data.csvscan import DEFAULT_MAX_FIELD_BYTES
+from loopline.data.textcolumns import MAX_EXAMPLES, TextCoercion
 from loopline.errors import (
     DataArgumentError,
     EmptySourceError,
@@ -41,9 +47,11 @@ from loopline.errors import (
     MixedTypesError,
     SourceNotFoundError,
 )
+from loopline.store import tempfiles
 
 if TYPE_CHECKING:
     from loopline.config import S3Settings
+    from loopline.data.staging import BatchSource
 
 FORMATS = ("csv", "parquet")
 _EXTENSIONS = {
@@ -56,12 +64,17 @@ _EXTENSIONS = {
 }
 _SQL_LABEL_MAX = 200
 _SNIFF = 8192
+_COPY_BYTES = 1 << 23
+#: Rows per batch read from a Parquet file.
+PARQUET_BATCH_ROWS = 65_536
 
 
 @dataclass
 class Ingested:
     """A source read into a canonical table."""
 
+    #: A ``pyarrow.Table``, or a :class:`~loopline.data.staging.StagedTable` (a Parquet
+    #: file read a column at a time) from :func:`stage_source`.
     table: Any
     #: What was read, for lineage: a path, a URL (no password), a query, an object type.
     source: str
@@ -81,12 +94,78 @@ def read_source(
     null_values: Sequence[str] | None = None,
     encoding: str | None = None,
     s3: S3Settings | None = None,
+    max_field_bytes: int = DEFAULT_MAX_FIELD_BYTES,
 ) -> Ingested:
-    """Read ``source`` (see the module docstring) into a canonical table.
+    """Read ``source`` (see the module docstring) into a canonical in-memory table.
 
     ``dtypes`` forces the logical dtype of some columns (``{"zip": "string"}``);
-    ``delimiter``, ``null_values`` and ``encoding`` apply to CSV text.
+    ``delimiter``, ``null_values``, ``encoding`` and ``max_field_bytes`` (the longest
+    quoted field accepted, in bytes) apply to CSV text.
     """
+    from loopline.data.staging import collect
+
+    options = _check_options(source, sql, format, dtypes)
+    if options is not None:
+        return options
+    if isinstance(source, str | os.PathLike):
+        with tempfiles.directory("loopline-read-") as tmp:
+            src = open_file(
+                os.fspath(source),
+                Path(tmp),
+                format=format,
+                dtypes=dtypes,
+                delimiter=delimiter,
+                null_values=null_values,
+                encoding=encoding,
+                s3=s3,
+                max_field_bytes=max_field_bytes,
+            )
+            table = collect(src)
+        return Ingested(table=table, source=src.source, format=src.format, notes=src.notes)
+    return _read_object(source, sql, dtypes)
+
+
+def stage_source(
+    source: Any,
+    directory: Path,
+    *,
+    sql: str | None = None,
+    format: str | None = None,
+    dtypes: Mapping[str, str] | None = None,
+    delimiter: str | None = None,
+    null_values: Sequence[str] | None = None,
+    encoding: str | None = None,
+    s3: S3Settings | None = None,
+    max_field_bytes: int = DEFAULT_MAX_FIELD_BYTES,
+) -> Ingested:
+    """Like :func:`read_source`, but a file is streamed into a Parquet file in
+    ``directory`` (which must outlive the result): ``table`` is then a StagedTable."""
+    from loopline.data.staging import stage
+
+    options = _check_options(source, sql, format, dtypes)
+    if options is not None:
+        return options
+    if isinstance(source, str | os.PathLike):
+        src = open_file(
+            os.fspath(source),
+            directory,
+            format=format,
+            dtypes=dtypes,
+            delimiter=delimiter,
+            null_values=null_values,
+            encoding=encoding,
+            s3=s3,
+            max_field_bytes=max_field_bytes,
+        )
+        staged = stage(src, directory)
+        return Ingested(table=staged, source=src.source, format=src.format, notes=src.notes)
+    return _read_object(source, sql, dtypes)
+
+
+def _check_options(
+    source: Any, sql: str | None, format: str | None, dtypes: Mapping[str, str] | None
+) -> Ingested | None:
+    """Check the arguments; the result of a SQL query (which is read here), else None."""
     if format is not None and format not in FORMATS:
         raise DataArgumentError(f"format must be one of {', '.join(FORMATS)}, not {format!r}")
     if dtypes:
@@ -105,16 +184,10 @@ def read_source(
             "no source: give a file path or URL, a DataFrame or a pyarrow Table "
             "(or sql= with a database URL)"
         )
-    if isinstance(source, str | os.PathLike):
-        return _read_file(
-            os.fspath(source),
-            format=format,
-            dtypes=dtypes,
-            delimiter=delimiter,
-            null_values=null_values,
-            encoding=encoding,
-            s3=s3,
-        )
+    return None
+
+
+def _read_object(source: Any, sql: str | None, dtypes: Mapping[str, str] | None) -> Ingested:
     kind = _object_kind(source)
     if kind == "pandas":
         table, notes = _from_pandas(source)
@@ -164,91 +237,129 @@ def _check_dtypes(dtypes: Mapping[str, str]) -> None:
 def _finish(
     table: Any, label: str, fmt: str, notes: list[str], dtypes: Mapping[str, str] | None
 ) -> Ingested:
-    csvfile.check_column_names(table.column_names, label)
-    if table.num_columns == 0:
-        raise EmptySourceError("has no columns", source=label)
-    if table.num_rows == 0:
-        raise EmptySourceError(
-            f"has no rows (columns: {', '.join(table.column_names[:8])})", source=label
-        )
-    if dtypes and fmt != "csv":
-        table = _apply_dtypes(table, dtypes, label)
+    _check_shape(table.column_names, table.num_rows, label)
+    if dtypes:
+        forced = Dtypes(dtypes, table.column_names, label)
+        table = forced(table, 0)
+        forced.check()
     canonical, more = normalise_table(table, source=label)
     return Ingested(table=canonical, source=label, format=fmt, notes=notes + more)
 
 
-def _apply_dtypes(table: Any, dtypes: Mapping[str, str], label: str) -> Any:
-    import pyarrow as pa
-
-    from loopline.data.schema import arrow_type_for
-
-    missing = sorted(set(dtypes) - set(table.column_names))
-    if missing:
-        raise DataArgumentError(
-            f"{label}: dtypes names no column {missing[0]!r}; the columns are "
-            f"{', '.join(table.column_names)}"
-        )
-    columns = []
-    for name, col in zip(table.column_names, table.columns, strict=True):
-        dtype = dtypes.get(name)
-        if dtype is not None:
-            if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
-                col = csvfile.coerce_text_column(col, name, dtype, label, None)
-            else:
-                try:
-                    cast = col.cast(arrow_type_for(dtype), safe=True)
-                    if dtype == "date" and pa.types.is_timestamp(col.type):
-                        _check_midnight(col, cast, name, label)
-                    col = cast
-                except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
-                    raise MixedTypesError(
-                        f"column {name!r} ({col.type}) cannot be read as {dtype}: "
-                        f"{str(exc).splitlines()[0]}",
-                        source=label,
-                        column=name,
-                        expected=dtype,
-                        examples=[],
-                        count=0,
-                    ) from exc
-        columns.append(col)
-    return pa.Table.from_arrays(columns, names=table.column_names)
+def _check_shape(names: Sequence[str], rows: int | None, label: str) -> None:
+    csvfile.check_column_names(names, label)
+    if not names:
+        raise EmptySourceError("has no columns", source=label)
+    if rows == 0:
+        raise EmptySourceError(f"has no rows (columns: {', '.join(names[:8])})", source=label)
 
 
-def _check_midnight(col: Any, dates: Any, name: str, label: str) -> None:
-    """Refuse to read timestamps with a time of day as dates (the time would be lost)."""
-    import numpy as np
-    import pyarrow.compute as pc
+class Dtypes:
+    """Forced dtypes applied to tables or batches of a typed source (Parquet, Arrow,
+    pandas, SQL). Text columns are read as the dtype (values that are not of it are
+    counted over all batches); other columns are cast without loss. :meth:`check` raises
+    what was found, column by column."""
 
-    back = dates.cast(col.type)
-    lost = pc.fill_null(pc.not_equal(back, col), False).to_numpy(zero_copy_only=False)
-    if lost.any():
-        rows = np.flatnonzero(lost)[: csvfile.MAX_EXAMPLES].tolist()
-        examples: list[tuple[int, int | None, object]] = [(r, None, col[r].as_py()) for r in rows]
-        raise MixedTypesError(
-            f"column {name!r} cannot be read as date: {int(lost.sum()):,} timestamps have a "
-            f"time of day, e.g. row {rows[0]}: {examples[0][2]}",
-            source=label,
-            column=name,
-            expected="date",
-            examples=examples,
-            count=int(lost.sum()),
-            hint="Keep the column as datetime, or truncate the timestamps first",
-        )
+    def __init__(self, dtypes: Mapping[str, str], names: Sequence[str], label: str) -> None:
+        missing = sorted(set(dtypes) - set(names))
+        if missing:
+            raise DataArgumentError(
+                f"{label}: dtypes names no column {missing[0]!r}; the columns are "
+                f"{', '.join(names)}"
+            )
+        self._dtypes = dict(dtypes)
+        self._label = label
+        self._text: dict[str, TextCoercion] = {}
+        self._lost: dict[str, list[Any]] = {}  # column -> [count, examples]
+        self._failing = False
+
+    def __call__(self, table: Any, offset: int) -> Any:
+        """``table`` (a Table or RecordBatch) with the dtypes applied, or None once a
+        value is known to be refused (:meth:`check` says which)."""
+        import pyarrow as pa
+
+        from loopline.data.schema import arrow_type_for
+
+        columns = []
+        for name, col in zip(table.column_names, table.columns, strict=True):
+            dtype = self._dtypes.get(name)
+            if dtype is not None:
+                if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
+                    coercion = self._text.setdefault(name, TextCoercion(name, dtype, self._label))
+                    col = coercion(col, offset)
+                else:
+                    col = self._cast(col, name, dtype, arrow_type_for(dtype), offset)
+                self._failing = self._failing or col is None
+            columns.append(col)
+        if self._failing:
+            return None
+        build = pa.Table if isinstance(table, pa.Table) else pa.RecordBatch
+        return build.from_arrays(columns, names=table.column_names)
+
+    def _cast(self, col: Any, name: str, dtype: str, target: Any, offset: int) -> Any:
+        import numpy as np
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        try:
+            cast = col.cast(target, safe=True)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+            raise MixedTypesError(
+                f"column {name!r} ({col.type}) cannot be read as {dtype}: "
+                f"{str(exc).splitlines()[0]}",
+                source=self._label,
+                column=name,
+                expected=dtype,
+                examples=[],
+                count=0,
+            ) from exc
+        if dtype == "date" and pa.types.is_timestamp(col.type):
+            # Refuse to read timestamps with a time of day as dates (the time would be lost).
+            back = cast.cast(col.type)
+            lost = pc.fill_null(pc.not_equal(back, col), False).to_numpy(zero_copy_only=False)
+            if lost.any():
+                found = self._lost.setdefault(name, [0, []])
+                found[0] += int(lost.sum())
+                wanted = MAX_EXAMPLES - len(found[1])
+                for r in np.flatnonzero(lost)[:wanted].tolist():
+                    found[1].append((offset + r, None, col[r].as_py()))
+                return None
+        return cast
+
+    def check(self) -> None:
+        for name in self._dtypes:
+            if name in self._text:
+                self._text[name].check(None)
+            if name in self._lost:
+                count, examples = self._lost[name]
+                raise MixedTypesError(
+                    f"column {name!r} cannot be read as date: {count:,} timestamps have a "
+                    f"time of day, e.g. row {examples[0][0]}: {examples[0][2]}",
+                    source=self._label,
+                    column=name,
+                    expected="date",
+                    examples=examples,
+                    count=count,
+                    hint="Keep the column as datetime, or truncate the timestamps first",
+                )
 
 
 # -- files ------------------------------------------------------------------------------------
 
 
-def _read_file(
+def open_file(
     name: str,
+    directory: Path,
     *,
-    format: str | None,
-    dtypes: Mapping[str, str] | None,
-    delimiter: str | None,
-    null_values: Sequence[str] | None,
-    encoding: str | None,
-    s3: S3Settings | None,
-) -> Ingested:
+    format: str | None = None,
+    dtypes: Mapping[str, str] | None = None,
+    delimiter: str | None = None,
+    null_values: Sequence[str] | None = None,
+    encoding: str | None = None,
+    s3: S3Settings | None = None,
+    max_field_bytes: int = DEFAULT_MAX_FIELD_BYTES,
+) -> BatchSource:
+    """A file path or URL as a batch source (a URL is downloaded into ``directory``)."""
     import pyarrow as pa
 
     is_url = "://" in name and not name.startswith("file://")
@@ -257,21 +368,26 @@ def _read_file(
     if is_url:
         # No password, and no query string (it may hold a signature or a token).
         label = redact_url(name).split("?", 1)[0]
-        buf = _read_url(name, label, s3)
+        path = _download(name, label, s3, directory)
     else:
         path = Path(name).expanduser().resolve()
         label = str(path)
-        buf = _read_local(path)
-    if buf.size == 0:
+        _check_local(path)
+    if path.stat().st_size == 0:
         raise EmptySourceError(
             "is empty (0 bytes)",
             source=label,
             hint="Check the path, and that the file was completely written",
         )
     codec = csvfile.compression_for(name)
+
+    def opener() -> Any:
+        return pa.input_stream(str(path), compression=codec)
+
     if codec is not None:
         try:
-            buf = pa.CompressedInputStream(pa.BufferReader(buf), codec).read_buffer()
+            with opener() as f:
+                f.read(_SNIFF)
         except (pa.ArrowInvalid, OSError) as exc:
             raise FormatMismatchError(
                 f"is not valid {codec} data ({str(exc).splitlines()[0]})",
@@ -284,18 +400,29 @@ def _read_file(
     fmt = format or _format_for(base)
     notes: list[str] = []
     if fmt is None:
-        head = buf[:4].to_pybytes()
+        with opener() as f:
+            head = f.read(4)
         fmt = "parquet" if head == b"PAR1" else "csv"
         notes.append(f"no known file extension; read as {fmt.upper()} (from its content)")
     if fmt == "parquet":
-        table = _read_parquet(buf, label)
-        return _finish(table, label, "parquet", notes, dtypes)
+        if codec is not None:
+            plain = directory / "source.parquet"
+            with opener() as f, plain.open("wb") as out:
+                _copy(f, out, label)
+            path = plain
+        return ParquetSource(path, label, dtypes=dtypes, notes=notes)
     if delimiter is None and base.lower().endswith(".tsv"):
         delimiter = "\t"
-    table, csv_notes = csvfile.read_csv(
-        buf, label, delimiter=delimiter, dtypes=dtypes, null_values=null_values, encoding=encoding
+    return csvfile.CsvSource(
+        opener,
+        label,
+        delimiter=delimiter,
+        dtypes=dtypes,
+        null_values=null_values,
+        encoding=encoding,
+        max_field_bytes=max_field_bytes,
+        notes=notes,
     )
-    return _finish(table, label, "csv", notes + csv_notes, None)
 
 
 def _format_for(name: str) -> str | None:
@@ -306,9 +433,7 @@ def _format_for(name: str) -> str | None:
     return None
 
 
-def _read_local(path: Path) -> Any:
-    import pyarrow as pa
-
+def _check_local(path: Path) -> None:
     if not path.exists():
         raise SourceNotFoundError(
             "no such file",
@@ -320,11 +445,18 @@ def _read_local(path: Path) -> Any:
             f"{path} is a folder; give the path of one CSV or Parquet file",
         )
     try:
-        if path.stat().st_size == 0:
-            return pa.py_buffer(b"")
-        return pa.memory_map(str(path), "r").read_buffer()
+        with path.open("rb"):
+            pass
     except OSError as exc:
         raise IngestError(f"cannot be read ({exc.strerror or exc})", source=str(path)) from exc
+
+
+def _copy(src: Any, dst: Any, label: str) -> None:
+    try:
+        while chunk := src.read(_COPY_BYTES):
+            dst.write(chunk)
+    except OSError as exc:
+        raise IngestError(f"cannot be read ({exc})", source=label) from exc
 
 
 def storage_options(url: str, s3: S3Settings | None) -> dict[str, Any]:
@@ -345,9 +477,8 @@ def storage_options(url: str, s3: S3Settings | None) -> dict[str, Any]:
     return opts
 
 
-def _read_url(url: str, label: str, s3: S3Settings | None) -> Any:
-    import pyarrow as pa
-
+def _download(url: str, label: str, s3: S3Settings | None, directory: Path) -> Path:
+    """Copy the object at ``url`` into ``directory`` (streamed); its local path."""
     try:
         import fsspec
     except ImportError as exc:  # pragma: no cover - fsspec comes with the s3 extra
@@ -356,9 +487,11 @@ def _read_url(url: str, label: str, s3: S3Settings | None) -> Any:
             source=label,
             hint="Install it with: pip install 'loopline[s3]'",
         ) from exc
+    suffix = "".join(Path(url.split("?", 1)[0]).suffixes[-2:])
+    target = directory / f"download{suffix}"
     try:
-        with fsspec.open(url, "rb", **storage_options(url, s3)) as f:
-            data = f.read()
+        with fsspec.open(url, "rb", **storage_options(url, s3)) as f, target.open("wb") as out:
+            shutil.copyfileobj(f, out, _COPY_BYTES)
     except FileNotFoundError as exc:
         raise SourceNotFoundError(
             "no such object", source=label, hint="Check the URL (bucket, key, extension)"
@@ -377,36 +510,96 @@ def _read_url(url: str, label: str, s3: S3Settings | None) -> Any:
             source=label,
             hint="Check the URL, the credentials and the endpoint ([s3] in loopline.toml)",
         ) from exc
-    return pa.py_buffer(data)
+    return target
 
 
-def _read_parquet(buf: Any, label: str) -> Any:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
+class ParquetSource:
+    """A Parquet file read as canonical record batches (a BatchSource)."""
 
-    head = buf[:_SNIFF].to_pybytes()
-    tail = buf[max(0, buf.size - 4) :].to_pybytes()
-    if head[:4] != b"PAR1" or tail != b"PAR1":
-        csvfile.check_magic(head, label, "parquet")
-        looks = _looks_like_text(head)
-        raise FormatMismatchError(
-            "is not a Parquet file: "
-            + (
-                "it does not start and end with the magic bytes PAR1"
-                if head[:4] != b"PAR1"
-                else "it ends without the magic bytes PAR1 (truncated?)"
+    format = "parquet"
+
+    def __init__(
+        self,
+        path: Path,
+        label: str,
+        *,
+        dtypes: Mapping[str, str] | None = None,
+        notes: Sequence[str] = (),
+    ) -> None:
+        self.path = path
+        self.source = label
+        self._base_notes = list(notes)
+        self.notes = list(notes)
+        self._dtypes = dict(dtypes or {})
+        self._normalise = Normaliser(label)
+        self._check_bytes()
+        with self._open() as f:
+            schema = f.schema_arrow
+        self.names = list(schema.names)
+        _check_shape(self.names, None, label)
+        if self._dtypes:
+            Dtypes(self._dtypes, self.names, label)  # names the columns it does not know
+
+    def batches(self) -> Iterator[Any]:
+        import pyarrow as pa
+
+        self._normalise.reset()
+        forced = Dtypes(self._dtypes, self.names, self.source) if self._dtypes else None
+        rows = 0
+        with self._open() as f:
+            batches = f.iter_batches(batch_size=PARQUET_BATCH_ROWS)
+            while True:
+                try:
+                    batch = next(batches)
+                except StopIteration:
+                    break
+                except (pa.ArrowInvalid, OSError) as exc:
+                    raise self._damaged(exc) from exc
+                n = batch.num_rows
+                if forced is not None:
+                    batch = forced(batch, rows)
+                if batch is not None:
+                    yield self._normalise(batch.replace_schema_metadata(None))
+                rows += n
+        _check_shape(self.names, rows, self.source)
+        if forced is not None:
+            forced.check()
+        self.notes = self._base_notes + self._normalise.notes
+
+    def _check_bytes(self) -> None:
+        with self.path.open("rb") as f:
+            head = f.read(_SNIFF)
+            f.seek(max(0, self.path.stat().st_size - 4))
+            tail = f.read(4)
+        if head[:4] != b"PAR1" or tail != b"PAR1":
+            csvfile.check_magic(head, self.source, "parquet")
+            looks = _looks_like_text(head)
+            raise FormatMismatchError(
+                "is not a Parquet file: "
+                + (
+                    "it does not start and end with the magic bytes PAR1"
+                    if head[:4] != b"PAR1"
+                    else "it ends without the magic bytes PAR1 (truncated?)"
+                )
+                + ("; it looks like text (CSV?)" if looks else ""),
+                source=self.source,
+                byte_offset=0,
+                hint="Name a CSV file .csv, or check that the Parquet file was completely written",
             )
-            + ("; it looks like text (CSV?)" if looks else ""),
-            source=label,
-            byte_offset=0,
-            hint="Name a CSV file .csv, or check that the Parquet file was completely written",
+
+    def _open(self) -> Any:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        try:
+            return pq.ParquetFile(str(self.path), memory_map=False)
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise self._damaged(exc) from exc
+
+    def _damaged(self, exc: BaseException) -> IngestError:
+        return IngestError(
+            f"is a damaged Parquet file: {str(exc).splitlines()[0]}", source=self.source
         )
-    try:
-        return pq.read_table(pa.BufferReader(buf))
-    except (pa.ArrowInvalid, OSError) as exc:
-        raise IngestError(
-            f"is a damaged Parquet file: {str(exc).splitlines()[0]}", source=label
-        ) from exc
 
 
 def _looks_like_text(head: bytes) -> bool:
@@ -541,7 +734,7 @@ def _mixed_values(name: str, values: list[Any], label: str, exc: Exception) -> I
     total = sum(counts.values())
     bad = [i for i, k in enumerate(kinds) if k is not None and k != majority]
     examples: list[tuple[int, int | None, object]] = [
-        (i, None, values[i]) for i in bad[: csvfile.MAX_EXAMPLES]
+        (i, None, values[i]) for i in bad[:MAX_EXAMPLES]
     ]
     where = ", ".join(f"row {i}: {v!r} ({kinds[i]})" for i, _, v in examples)
     other = ", ".join(f"{k} ({n:,})" for k, n in counts.most_common()[1:])

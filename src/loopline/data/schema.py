@@ -158,13 +158,16 @@ class DatasetSchema:
 
 
 def infer_schema(table: Any, profile: Any) -> DatasetSchema:
-    """The schema of a canonical table, from its profile (computed from the same table)."""
+    """The schema of a canonical table, from its profile (computed from the same table).
+
+    Only the table's schema is read (``table.schema``), not its columns."""
     from loopline.data.content import logical_dtype
 
     columns = []
-    for name, col in zip(table.column_names, table.columns, strict=True):
+    for column in table.schema:
+        name = column.name
         p = profile.column(name)
-        dtype = logical_dtype(col.type)
+        dtype = logical_dtype(column.type)
         lo = hi = None
         cats = None
         if p.numeric is not None:
@@ -178,7 +181,7 @@ def infer_schema(table: Any, profile: Any) -> DatasetSchema:
             ColumnSchema(
                 name=name,
                 dtype=dtype,
-                nullable=col.null_count > 0 or dtype == "null",
+                nullable=p.nulls > 0 or dtype == "null",
                 min=lo,
                 max=hi,
                 categories=cats,

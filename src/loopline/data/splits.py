@@ -201,8 +201,8 @@ def record_split(
 
     from loopline.data.content import table_digest
     from loopline.data.tables import dataset_splits as s
-    from loopline.data.tables import new_id, unique_violation
     from loopline.store.db.events import current_actor, record_event
+    from loopline.store.db.types import new_id, unique_violation
 
     strata = strata_codes(table.column(stratify)) if stratify else None
     assignment = assign(table.num_rows, fractions, seed, strata)
@@ -285,7 +285,7 @@ def split_from_record(cas: ContentStore, record: SplitRecord, table: Any) -> Spl
 
 def split_record(found: DatasetVersion, row: Any) -> SplitRecord:
     """The record of a row of ``ll_dataset_splits``."""
-    from loopline.data.tables import aware
+    from loopline.store.db.types import to_utc
 
     m = row._mapping
     fr = [float(f) for f in m["fractions"]]
@@ -300,7 +300,7 @@ def split_record(found: DatasetVersion, row: Any) -> SplitRecord:
         assignment_digest=m["assignment_digest"],
         sizes={k: int(n) for k, n in m["sizes"].items()},
         digests=dict(m["digests"]),
-        created_at=aware(m["created_at"]),
+        created_at=to_utc(m["created_at"]),
         created_by=m["created_by"],
     )
 

@@ -18,26 +18,21 @@ The migration that creates them is ``store/db/migrations/versions/0002_data.py``
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from typing import Any
-
 import sqlalchemy as sa
 
-from loopline.errors import DataError
 from loopline.store.db.schema import metadata
-
-_ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+from loopline.store.db.types import ID, UTCDateTime
 
 datasets = sa.Table(
     "ll_datasets",
     metadata,
-    sa.Column("id", _ID, primary_key=True, autoincrement=True),
+    sa.Column("id", ID, primary_key=True, autoincrement=True),
     sa.Column("name", sa.String(128), nullable=False),
     sa.Column("description", sa.Text(), nullable=True),
     sa.Column("schema", sa.JSON(), nullable=False),
     sa.Column("current_version", sa.Integer(), nullable=True),
-    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
     sa.Column("created_by", sa.String(128), nullable=False),
     sa.UniqueConstraint("name"),
 )
@@ -45,8 +40,8 @@ datasets = sa.Table(
 dataset_versions = sa.Table(
     "ll_dataset_versions",
     metadata,
-    sa.Column("id", _ID, primary_key=True, autoincrement=True),
-    sa.Column("dataset_id", _ID, sa.ForeignKey("ll_datasets.id"), nullable=False),
+    sa.Column("id", ID, primary_key=True, autoincrement=True),
+    sa.Column("dataset_id", ID, sa.ForeignKey("ll_datasets.id"), nullable=False),
     sa.Column("version", sa.Integer(), nullable=False),
     sa.Column("digest", sa.String(64), nullable=False),
     sa.Column("parquet_digest", sa.String(64), nullable=False),
@@ -55,7 +50,7 @@ dataset_versions = sa.Table(
     sa.Column("n_columns", sa.Integer(), nullable=False),
     sa.Column("n_bytes", sa.BigInteger(), nullable=False),
     sa.Column("source", sa.Text(), nullable=False),
-    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
     sa.Column("created_by", sa.String(128), nullable=False),
     sa.Column("validation", sa.JSON(), nullable=False),
     sa.UniqueConstraint("dataset_id", "version"),
@@ -65,8 +60,8 @@ dataset_versions = sa.Table(
 dataset_splits = sa.Table(
     "ll_dataset_splits",
     metadata,
-    sa.Column("id", _ID, primary_key=True, autoincrement=True),
-    sa.Column("version_id", _ID, sa.ForeignKey("ll_dataset_versions.id"), nullable=False),
+    sa.Column("id", ID, primary_key=True, autoincrement=True),
+    sa.Column("version_id", ID, sa.ForeignKey("ll_dataset_versions.id"), nullable=False),
     sa.Column("params_key", sa.String(64), nullable=False),
     sa.Column("seed", sa.BigInteger(), nullable=False),
     sa.Column("fractions", sa.JSON(), nullable=False),
@@ -74,25 +69,7 @@ dataset_splits = sa.Table(
     sa.Column("assignment_digest", sa.String(64), nullable=False),
     sa.Column("sizes", sa.JSON(), nullable=False),
     sa.Column("digests", sa.JSON(), nullable=False),
-    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
     sa.Column("created_by", sa.String(128), nullable=False),
     sa.UniqueConstraint("version_id", "params_key"),
 )
-
-
-def new_id(result: Any) -> int:
-    """The primary key of the row an INSERT made."""
-    key = result.inserted_primary_key
-    if not key:  # pragma: no cover - every supported database returns it
-        raise DataError("the database returned no id for a new row")
-    return int(key[0])
-
-
-def aware(value: datetime) -> datetime:
-    """A timestamp read back from the database, in UTC (SQLite drops the zone)."""
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-
-def unique_violation() -> type[Exception]:
-    """The exception a unique constraint raises (caught to retry or look up)."""
-    return sa.exc.IntegrityError

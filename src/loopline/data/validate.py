@@ -159,7 +159,12 @@ def validate_table(
     dataset: str | None = None,
     check_duplicates: bool | None = None,
 ) -> ValidationReport:
-    """Check a canonical ``pyarrow.Table`` against ``schema``; returns the report."""
+    """Check a canonical ``pyarrow.Table`` against ``schema``; returns the report.
+
+    ``table`` may also be anything with the table's ``column_names``, ``schema``,
+    ``num_rows``, ``num_columns`` and ``column(name)`` (a table staged on disk, whose
+    ``iter_tables()`` gives its rows in parts): columns are checked one at a time.
+    """
     from loopline.data.content import logical_dtype
 
     findings: list[Finding] = []
@@ -179,15 +184,17 @@ def validate_table(
                 expected=c.dtype,
             )
     known = set(schema.names)
-    for name, col in zip(table.column_names, table.columns, strict=True):
+    for field_ in table.schema:
+        name = field_.name
         if name not in known:
             add(
                 "unexpected_column",
                 name,
                 0,
-                f"column {name!r} ({logical_dtype(col.type)}) is not in the schema",
+                f"column {name!r} ({logical_dtype(field_.type)}) is not in the schema",
             )
             continue
+        col = table.column(name)
         spec = schema.column(name)
         actual = logical_dtype(col.type)
         if not _compatible(spec.dtype, actual, col):
@@ -302,13 +309,25 @@ def _check_categories(col: Any, name: str, categories: list[str], add: Any) -> N
     )
 
 
+#: Rows hashed at a time for the duplicate check.
+DUPLICATE_CHUNK_ROWS = 1 << 20
+
+
 def _check_duplicates(table: Any, add: Any) -> None:
+    import numpy as np
     import pandas as pd
+    import pyarrow as pa
 
     if table.num_rows < 2:
         return
-    hashes = pd.util.hash_pandas_object(table.to_pandas(), index=False)
-    dup = hashes.duplicated().to_numpy()
+    # Nullable pandas types for integers and booleans, so that a part without nulls and
+    # a part with some convert (and hash) their values alike.
+    mapping = {pa.int64(): pd.Int64Dtype(), pa.bool_(): pd.BooleanDtype()}
+    parts = [
+        pd.util.hash_pandas_object(part.to_pandas(types_mapper=mapping.get), index=False).to_numpy()
+        for part in _row_parts(table)
+    ]
+    dup = pd.Series(np.concatenate(parts)).duplicated().to_numpy()
     n = int(dup.sum())
     if n:
         rows = _first_rows(dup)
@@ -320,6 +339,16 @@ def _check_duplicates(table: Any, add: Any) -> None:
             expected="unique rows",
             examples=[(r, None) for r in rows],
         )
+
+
+def _row_parts(table: Any) -> Any:
+    """The rows of ``table`` as a few tables (a staged table's row groups, or slices)."""
+    parts = getattr(table, "iter_tables", None)
+    if parts is not None:
+        yield from parts()
+        return
+    for start in range(0, table.num_rows, DUPLICATE_CHUNK_ROWS):
+        yield table.slice(start, DUPLICATE_CHUNK_ROWS)
 
 
 def _as_float(col: Any) -> Any:

@@ -4,11 +4,18 @@ Declared per registered model in ``loopline.toml``::
 
     [gates.credit_risk]
     criteria = ["roc_auc >= 0.70", "roc_auc >= champion.roc_auc - 0.005", "data.valid"]
-    holdout = "credit_applications"   # dataset providing the holdout rows
-    split = "test"                    # part of its latest recorded split (omit: all rows)
+    holdout = "credit_applications@3" # dataset (pinned to a version) of the holdout rows
+    split = "test"                    # part of its recorded split; omit (or "all"): all rows
     target = "default"                # label column
     champion = "champion"             # alias the candidate is compared with
     candidate = "challenger"          # what `loopline check` evaluates ("latest" for newest)
+    if_no_champion = "pass"           # or "fail": what champion-relative criteria do alone
+    threshold = 0.5                   # decision threshold of a binary classifier
+
+Everything is parsed when the table is read, criteria included, so a broken gate file is
+a configuration error (``loopline check`` exits 2), never a failing model (exit 1). A
+holdout dataset that does not exist is a configuration error too, found when the gate is
+checked.
 
 The candidate and the champion are evaluated on the same rows (the same dataset version
 and split), and those rows are validated against the dataset's schema (``data.valid``).
@@ -18,11 +25,10 @@ in the layer of the loop controller that drives promotions.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
-from loopline.config import Settings, read_section
+from loopline.config import Settings, did_you_mean, load_named_sections
 from loopline.errors import ConfigError, RegistryError
 
 if TYPE_CHECKING:
@@ -30,29 +36,64 @@ if TYPE_CHECKING:
     from loopline.registry import ModelVersion, Registry
     from loopline.store.stores import Stores
 
-_KEYS = {
-    "criteria",
-    "holdout",
-    "split",
-    "target",
-    "champion",
-    "candidate",
-    "if_no_champion",
-    "threshold",
-}
+SPLIT_PARTS = ("train", "validation", "test")
+IF_NO_CHAMPION = ("pass", "fail")
 
 
 @dataclass(frozen=True)
 class GateConfig:
+    """One ``[gates.MODEL]`` table. Checked on construction: a criterion that does not
+    parse, a malformed holdout or an unknown split part raises ValueError (a ConfigError
+    naming the table when read from loopline.toml)."""
+
     model: str
-    criteria: tuple[str, ...]
+    criteria: tuple[str, ...] = ()
+    #: Dataset name, optionally pinned: ``name@3`` (recommended for CI).
     holdout: str | None = None
-    split: str | None = "test"
+    #: A part of the holdout's recorded split, or None (or "all") for all its rows.
+    split: str | None = None
     target: str | None = None
     champion: str = "champion"
     candidate: str = "challenger"
     if_no_champion: Literal["pass", "fail"] = "pass"
-    threshold: float | None = None
+    threshold: float | None = field(default=None, metadata={"min": 0.0, "max": 1.0})
+
+    def __post_init__(self) -> None:
+        from loopline.errors import GateSyntaxError
+        from loopline.evaluate import GateSet
+
+        for index, criterion in enumerate(self.criteria):
+            try:
+                GateSet.from_strings([criterion])
+            except GateSyntaxError as exc:
+                found = f" (found {exc.found})" if exc.found else ""
+                raise ValueError(
+                    f"criteria[{index}] {criterion!r}: expected {exc.expected} at position "
+                    f"{exc.position}{found}; a criterion compares two expressions, like "
+                    "'f1 >= 0.8' or 'roc_auc >= champion.roc_auc - 0.005', or is 'data.valid'"
+                ) from None
+        if self.holdout is not None:
+            name, _, pin = self.holdout.partition("@")
+            if not name or (pin and not (pin.isdigit() and int(pin) > 0)):
+                raise ValueError(
+                    f"holdout {self.holdout!r} must be a dataset name, or NAME@VERSION with "
+                    'a version number (e.g. "credit@3")'
+                )
+        if self.split == "all":
+            object.__setattr__(self, "split", None)
+        if self.split is not None:
+            if self.split not in SPLIT_PARTS:
+                raise ValueError(
+                    f"split {self.split!r} is not one of {', '.join(SPLIT_PARTS)} or all"
+                    f"{did_you_mean(self.split, (*SPLIT_PARTS, 'all'))}"
+                )
+            if self.holdout is None:
+                raise ValueError(f"split {self.split!r} needs a holdout dataset")
+        if self.if_no_champion not in IF_NO_CHAMPION:
+            raise ValueError(
+                f"if_no_champion {self.if_no_champion!r} is not one of "
+                f"{', '.join(repr(v) for v in IF_NO_CHAMPION)}"
+            )
 
 
 @dataclass
@@ -87,38 +128,8 @@ class GateCheck:
 
 
 def gate_configs(settings: Settings) -> dict[str, GateConfig]:
-    """Every ``[gates.MODEL]`` table of the project, checked."""
-    raw = read_section(settings, "gates")
-    source = str(settings.config_file) if settings.config_file else "loopline.toml"
-    out: dict[str, GateConfig] = {}
-    for model, table in raw.items():
-        if not isinstance(table, Mapping):
-            raise ConfigError(f"[gates.{model}] must be a table", source=source)
-        unknown = set(table) - _KEYS
-        if unknown:
-            raise ConfigError(
-                f"unknown key {sorted(unknown)[0]!r} in [gates.{model}]; "
-                f"expected one of {', '.join(sorted(_KEYS))}",
-                source=source,
-            )
-        criteria = table.get("criteria", [])
-        if not isinstance(criteria, list) or not all(isinstance(c, str) for c in criteria):
-            raise ConfigError(
-                f'[gates.{model}] criteria must be a list of strings such as "f1 >= 0.8"',
-                source=source,
-            )
-        out[model] = GateConfig(
-            model=model,
-            criteria=tuple(criteria),
-            holdout=table.get("holdout"),
-            split=table.get("split", "test"),
-            target=table.get("target"),
-            champion=str(table.get("champion", "champion")),
-            candidate=str(table.get("candidate", "challenger")),
-            if_no_champion="fail" if table.get("if_no_champion") == "fail" else "pass",
-            threshold=table.get("threshold"),
-        )
-    return out
+    """Every ``[gates.MODEL]`` table of the project, parsed and checked (criteria too)."""
+    return load_named_sections(settings, "gates", GateConfig, name_field="model")
 
 
 def check_candidate(
@@ -187,30 +198,33 @@ def resolve_candidate(reg: Registry, config: GateConfig) -> ModelVersion:
 
 def _holdout(stores: Stores, config: GateConfig) -> tuple[Any, str, Any]:
     from loopline.data import Datasets
+    from loopline.errors import DatasetNotFoundError
 
     ds = Datasets(stores)
     assert config.holdout is not None
-    version = ds.get(config.holdout)
+    name, _, pin = config.holdout.partition("@")
+    where = f"[gates.{config.model}] holdout {config.holdout!r}"
+    source = str(stores.settings.config_file or "loopline.toml")
+    try:
+        version = ds.get(name, int(pin) if pin else None)
+    except DatasetNotFoundError as exc:
+        raise ConfigError(f"{where}: {exc.message}", source=source, hint=exc.hint) from exc
     if config.split:
-        records = ds.splits(config.holdout, version.version)
+        records = ds.splits(name, version.version)
         if not records:
             raise ConfigError(
-                f"dataset {version.ref} has no recorded split to take the "
+                f"{where}: dataset {version.ref} has no recorded split to take the "
                 f"{config.split!r} part from",
-                hint=f"Split it first (Datasets.split), or remove split from "
-                f"[gates.{config.model}]",
+                source=source,
+                hint=f'Split it first (loopline data split {name}), or set split = "all" '
+                f"in [gates.{config.model}]",
             )
         record = records[-1]
         parts = ds.load_split(record.id)
-        if config.split not in ("train", "validation", "test"):
-            raise ConfigError(
-                f"[gates.{config.model}] split must be train, validation or "
-                f"test, not {config.split!r}"
-            )
         frame = getattr(parts, config.split)
         data_ref = f"{version.ref}#split{record.id}.{config.split}"
     else:
-        frame = ds.load(config.holdout, version.version)
+        frame = ds.load(name, version.version)
         data_ref = version.ref
-    report = ds.validate(config.holdout, frame)
+    report = ds.validate(name, frame)
     return frame, data_ref, report

@@ -26,15 +26,15 @@ or from a file (:func:`read_feedback_file`: CSV, Parquet, JSON lines with column
 from __future__ import annotations
 
 import math
-import random
-import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from loopline.echo import echo_text
 from loopline.errors import FeedbackError
+from loopline.store.db.types import to_utc
 
 if TYPE_CHECKING:
     import sqlalchemy as sa
@@ -45,6 +45,8 @@ if TYPE_CHECKING:
 #: A label for a prediction older than this is reported as late.
 LATE_AFTER = timedelta(days=7)
 MAX_REQUEST_ID = 64
+#: Rows are stored as 64-bit integers.
+MAX_ROW = 2**63 - 1
 STATUSES = ("stored", "unknown", "duplicate", "updated", "invalid")
 
 
@@ -186,10 +188,13 @@ def parse_feedback(payload: Any) -> tuple[list[FeedbackItem], list[ItemResult]]:
             )
             continue
         row = entry.get("row", 0)
-        if isinstance(row, bool) or not isinstance(row, int) or row < 0:
+        if isinstance(row, bool) or not isinstance(row, int) or not 0 <= row <= MAX_ROW:
             invalid.append(
                 ItemResult(
-                    rid, None, "invalid", message=f"row must be an integer >= 0, not {row!r}"
+                    rid,
+                    None,
+                    "invalid",
+                    message=f"row must be an integer from 0 to {MAX_ROW}, not {_short(row)}",
                 )
             )
             continue
@@ -232,8 +237,7 @@ def _label(value: Any) -> Any:
 
 
 def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
+    return echo_text(value)
 
 
 def read_feedback_file(path: str | Path) -> tuple[list[FeedbackItem], list[ItemResult]]:
@@ -257,6 +261,9 @@ def read_feedback_file(path: str | Path) -> tuple[list[FeedbackItem], list[ItemR
         else:
             import pyarrow.csv as pcsv
 
+            from loopline.data.csvscan import refuse_unclosed_quotes
+
+            refuse_unclosed_quotes(lambda: file.open("rb"), source=str(file))
             table = pcsv.read_csv(
                 file,
                 convert_options=pcsv.ConvertOptions(
@@ -339,7 +346,6 @@ class FeedbackStore:
         source: str,
         now: datetime,
     ) -> list[ItemResult]:
-        import sqlalchemy as sa
 
         if not items:
             return []
@@ -351,15 +357,8 @@ class FeedbackStore:
         def fn(conn: sa.Connection) -> list[ItemResult]:
             return self._apply(conn, list(latest.values()), known, source, now)
 
-        for attempt in range(20):
-            try:
-                results = self.db.run_write(fn)
-                break
-            except sa.exc.IntegrityError:
-                # Another server stored one of these ids at the same moment: redo.
-                if attempt == 19:
-                    raise
-                time.sleep(random.uniform(0.005, 0.05))
+        # Another server may store one of these ids at the same moment: redo then.
+        results = self.db.run_write(fn, conflicts=20)
         # Duplicates inside this call count as duplicates of the kept label.
         repeated = len(items) - len(latest)
         extra = [ItemResult(i.request_id, i.row, "duplicate") for i in _repeats(items)][:repeated]
@@ -467,9 +466,9 @@ class FeedbackStore:
                 label=r.label,
                 model=r.model,
                 version=r.version,
-                predicted_at=None if r.predicted_at is None else _utc(r.predicted_at),
-                received_at=_utc(r.received_at),
-                updated_at=_utc(r.updated_at),
+                predicted_at=None if r.predicted_at is None else to_utc(r.predicted_at),
+                received_at=to_utc(r.received_at),
+                updated_at=to_utc(r.updated_at),
                 revisions=int(r.revisions),
                 known=bool(r.known),
                 source=r.source,
@@ -494,10 +493,6 @@ def _same(a: Any, b: Any) -> bool:
     if isinstance(a, bool) or isinstance(b, bool):
         return False
     return isinstance(a, numbers) and isinstance(b, numbers) and a == b
-
-
-def _utc(value: datetime) -> datetime:
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 __all__ = [

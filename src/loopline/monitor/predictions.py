@@ -48,6 +48,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from loopline.store.db.types import to_utc
+
 if TYPE_CHECKING:
     from loopline.store.db.engine import Database
     from loopline.store.objects.base import ObjectStore
@@ -470,7 +472,7 @@ def prediction_files(
             continue
         if lo is not None and hour < lo:
             continue
-        if end is not None and hour >= _aware(end):
+        if end is not None and hour >= to_utc(end):
             continue
         out.append(key)
     return out
@@ -508,10 +510,10 @@ def read_predictions(
         mask = None
         if start is not None:
             mask = pc.greater_equal(
-                table["ts"], pa.scalar(_aware(start), pa.timestamp("us", "UTC"))
+                table["ts"], pa.scalar(to_utc(start), pa.timestamp("us", "UTC"))
             )
         if end is not None:
-            below = pc.less(table["ts"], pa.scalar(_aware(end), pa.timestamp("us", "UTC")))
+            below = pc.less(table["ts"], pa.scalar(to_utc(end), pa.timestamp("us", "UTC")))
             mask = below if mask is None else pc.and_(mask, below)
         table = table.filter(mask)
     return table
@@ -557,12 +559,8 @@ def _partition_hour(key: str) -> datetime | None:
         return None
 
 
-def _aware(moment: datetime) -> datetime:
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-
-
 def _hour_floor(moment: datetime) -> datetime:
-    return _aware(moment).replace(minute=0, second=0, microsecond=0)
+    return to_utc(moment).replace(minute=0, second=0, microsecond=0)
 
 
 # -- the index ----------------------------------------------------------------------------
@@ -639,7 +637,7 @@ class PredictionIndex:
                     .order_by(t.c.id)
                 )
                 for row in conn.execute(query):
-                    at = row.at if row.at.tzinfo else row.at.replace(tzinfo=UTC)
+                    at = row.at  # a UTCDateTime column: aware UTC already
                     out.setdefault(
                         row.request_id,
                         LoggedRequest(

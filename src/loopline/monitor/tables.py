@@ -11,13 +11,12 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 from loopline.store.db.schema import metadata
-
-_ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+from loopline.store.db.types import ID, UTCDateTime
 
 prediction_index = sa.Table(
     "ll_prediction_index",
     metadata,
-    sa.Column("id", _ID, primary_key=True, autoincrement=True),
+    sa.Column("id", ID, primary_key=True, autoincrement=True),
     #: Not unique: a client may send its own request ids, and shadows share the primary's.
     sa.Column("request_id", sa.String(64), nullable=False),
     sa.Column("model", sa.String(128), nullable=False),
@@ -25,7 +24,7 @@ prediction_index = sa.Table(
     #: "primary", "canary" or "shadow" (a shadow's answer was logged, not returned).
     sa.Column("role", sa.String(16), nullable=False),
     sa.Column("rows", sa.Integer(), nullable=False),
-    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("at", UTCDateTime(), nullable=False),
     sa.Column("object_key", sa.String(1024), nullable=False),
     sa.Index("ix_ll_prediction_index_request_id", "request_id"),
     sa.Index("ix_ll_prediction_index_model_at", "model", "at"),
@@ -42,9 +41,9 @@ feedback = sa.Table(
     #: The model version that answered, when the request was known at receipt.
     sa.Column("model", sa.String(128), nullable=True),
     sa.Column("version", sa.Integer(), nullable=True),
-    sa.Column("predicted_at", sa.DateTime(timezone=True), nullable=True),
-    sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("predicted_at", UTCDateTime(), nullable=True),
+    sa.Column("received_at", UTCDateTime(), nullable=False),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
     #: How many times a different label replaced the first one.
     sa.Column("revisions", sa.Integer(), nullable=False),
     #: Whether the request id was in the prediction index when the label arrived.

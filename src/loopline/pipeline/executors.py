@@ -1,4 +1,4 @@
-"""Where steps run: the ``Executor`` protocol and the in-process implementation.
+"""How a step runs on an executor (:mod:`loopline.execute`): the task, its outcome, retries.
 
 The runner hands an executor a :class:`StepTask` (everything a step needs, by value or
 by digest) and gets back a future of a :class:`StepOutcome`. The task carries the
@@ -9,19 +9,19 @@ Retries happen inside :func:`execute_step`, the same wherever the step runs.
 
 from __future__ import annotations
 
-import os
 import time
 import traceback
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from loopline.pipeline.steps import Step, StepContext
 from loopline.pipeline.values import load_value, store_value
 
 if TYPE_CHECKING:
     from loopline.config import Settings
+    from loopline.execute import Executor
     from loopline.store.stores import Stores
     from loopline.tracking import Tracker
 
@@ -57,33 +57,24 @@ class StepOutcome:
         return (self.ended_at - self.started_at).total_seconds()
 
 
-class Executor(Protocol):
-    """Runs step tasks, possibly several at once."""
+def submit_step(
+    executor: Executor, task: StepTask, stores: Stores, tracker: Tracker
+) -> Future[StepOutcome]:
+    """Hand ``task`` to ``executor``: with the driver's open stores when the executor runs
+    in this process, else by value (the unit opens the stores from the task's settings)."""
+    resources = task.step.resources
+    if executor.shares_memory:
+        return executor.submit(execute_step, task, stores, tracker, resources=resources)
+    return executor.submit(execute_step_detached, task, resources=resources)
 
-    name: str
-    parallelism: int
 
-    def submit(self, task: StepTask) -> Future[StepOutcome]: ...
+def execute_step_detached(task: StepTask) -> StepOutcome:
+    """:func:`execute_step` in a process of its own: opens the stores and a tracker."""
+    from loopline.store.stores import Stores
+    from loopline.tracking import Tracker
 
-    def shutdown(self, cancel: bool = False) -> None: ...
-
-
-class LocalExecutor:
-    """Steps run in this process, independent ones in parallel threads."""
-
-    name = "local"
-
-    def __init__(self, stores: Stores, tracker: Tracker, parallelism: int | None = None) -> None:
-        self.parallelism = max(1, parallelism or min(4, os.cpu_count() or 1))
-        self._stores = stores
-        self._tracker = tracker
-        self._pool = ThreadPoolExecutor(self.parallelism, thread_name_prefix="loopline-step")
-
-    def submit(self, task: StepTask) -> Future[StepOutcome]:
-        return self._pool.submit(execute_step, task, self._stores, self._tracker)
-
-    def shutdown(self, cancel: bool = False) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=cancel)
+    with Stores.open(task.settings) as stores:
+        return execute_step(task, stores, Tracker(stores))
 
 
 def execute_step(task: StepTask, stores: Stores, tracker: Tracker) -> StepOutcome:

@@ -25,7 +25,8 @@ from typing import TYPE_CHECKING, Any, Literal
 import sqlalchemy as sa
 
 from loopline.errors import PipelineError, PipelineRunNotFoundError
-from loopline.pipeline.executors import Executor, LocalExecutor, StepOutcome, StepTask
+from loopline.execute import Executor, LocalExecutor
+from loopline.pipeline.executors import StepOutcome, StepTask, submit_step
 from loopline.pipeline.graph import Pipeline
 from loopline.pipeline.tables import pipeline_runs, step_runs
 from loopline.pipeline.values import FORMAT_VERSION, load_value
@@ -118,14 +119,17 @@ def run_pipeline(
 ) -> PipelineRun:
     """Run ``pipeline`` and return its record. A failed step does not raise: the result's
     status says ``failed`` and names the step; pass ``resume=result.id`` to continue."""
+    from loopline.pipeline.reaper import reap_dead_pipeline_runs
+
     tracker = tracker or Tracker(stores)
+    reap_dead_pipeline_runs(stores, tracker)
     resumed: dict[str, Any] = {}
     if resume is not None:
         resume, old_params, resumed = _load_resumable(stores, pipeline.name, resume)
         params = {**old_params, **(params or {})}
     resolved = pipeline.resolve_params(params)
     own_executor = executor is None
-    executor = executor or LocalExecutor(stores, tracker)
+    executor = executor or LocalExecutor(thread_name="loopline-step")
     pr_id = uuid.uuid4().hex
     now = datetime.now(UTC)
     code_dir = Path(source).resolve().parent if source else None
@@ -203,7 +207,7 @@ def run_pipeline(
                         progressed = True
                         continue
                     task = StepTask(pipeline.name, pr_id, prun.id, st, inputs, own, stores.settings)
-                    running[executor.submit(task)] = name
+                    running[submit_step(executor, task, stores, tracker)] = name
                     emit(name, "running")
             if not running:
                 break

@@ -18,7 +18,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, overload
 
-from loopline.errors import PipelineDefinitionError
+from loopline.errors import ExecutorError, PipelineDefinitionError
+from loopline.execute.base import Resources, check_resources
 
 if TYPE_CHECKING:
     from loopline.store.stores import Stores
@@ -65,9 +66,16 @@ class Step:
     cache: bool = True
     version: str = ""
     inputs: Mapping[str, str] = field(default_factory=dict)
+    #: What one run of the step needs (CPUs, memory, GPUs); None: the executor's default.
+    resources: Resources | None = None
     _signature: inspect.Signature | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
+        if self.resources is not None:
+            try:
+                check_resources(self.resources)
+            except ExecutorError as exc:
+                raise PipelineDefinitionError(f"Step {self.name!r}: {exc.message}") from None
         if self.retries < 0:
             raise PipelineDefinitionError(f"Step {self.name!r}: retries must be >= 0")
         if self.backoff < 0:
@@ -136,6 +144,9 @@ def step(
     cache: bool = True,
     version: str = "",
     inputs: Mapping[str, str] | None = None,
+    cpus: float | None = None,
+    memory_mb: int | None = None,
+    gpus: float | None = None,
 ) -> Callable[[Callable[..., Any]], Step]: ...
 
 
@@ -149,6 +160,9 @@ def step(
     cache: bool = True,
     version: str = "",
     inputs: Mapping[str, str] | None = None,
+    cpus: float | None = None,
+    memory_mb: int | None = None,
+    gpus: float | None = None,
 ) -> Step | Callable[[Callable[..., Any]], Step]:
     """Make ``fn`` a pipeline step. ``@step`` or ``@step(retries=2, backoff=0.5)``.
 
@@ -157,12 +171,28 @@ def step(
     - ``version``: change it to invalidate cached outputs when something the source hash
       cannot see changed (a helper function the step calls, a file it reads).
     - ``inputs``: ``{"parameter": "other_step"}`` when names differ.
+    - ``cpus``/``memory_mb``/``gpus``: what one run needs; a cluster executor schedules the
+      step on them, the local one refuses a step that cannot fit this machine.
     """
+    resources = (
+        None
+        if cpus is None and memory_mb is None and gpus is None
+        else Resources(cpus=1.0 if cpus is None else cpus, memory_mb=memory_mb, gpus=gpus or 0.0)
+    )
 
     def wrap(f: Callable[..., Any]) -> Step:
         if isinstance(f, Step):
             f = f.fn
-        s = Step(f, name or f.__name__, retries, backoff, cache, version, dict(inputs or {}))
+        s = Step(
+            f,
+            name or f.__name__,
+            retries,
+            backoff,
+            cache,
+            version,
+            dict(inputs or {}),
+            resources,
+        )
         functools.update_wrapper(s, f)
         return s
 

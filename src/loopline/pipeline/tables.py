@@ -5,8 +5,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 from loopline.store.db.schema import metadata
-
-_ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+from loopline.store.db.types import ID, UTCDateTime
 
 pipeline_runs = sa.Table(
     "ll_pipeline_runs",
@@ -20,8 +19,8 @@ pipeline_runs = sa.Table(
     sa.Column("executor", sa.String(64), nullable=False),
     sa.Column("use_cache", sa.Boolean(), nullable=False),
     sa.Column("resumed_from", sa.String(32), nullable=True),
-    sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("ended_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("started_at", UTCDateTime(), nullable=False),
+    sa.Column("ended_at", UTCDateTime(), nullable=True),
     sa.Column("error", sa.Text(), nullable=True),
     sa.Index("ix_ll_pipeline_runs_pipeline_started_at", "pipeline", "started_at"),
 )
@@ -29,7 +28,7 @@ pipeline_runs = sa.Table(
 step_runs = sa.Table(
     "ll_step_runs",
     metadata,
-    sa.Column("id", _ID, primary_key=True, autoincrement=True),
+    sa.Column("id", ID, primary_key=True, autoincrement=True),
     sa.Column(
         "pipeline_run_id", sa.String(32), sa.ForeignKey("ll_pipeline_runs.id"), nullable=False
     ),
@@ -43,8 +42,8 @@ step_runs = sa.Table(
     sa.Column("output_digest", sa.String(64), nullable=True),
     sa.Column("run_id", sa.String(32), nullable=True),
     sa.Column("attempts", sa.Integer(), nullable=False),
-    sa.Column("started_at", sa.DateTime(timezone=True), nullable=True),
-    sa.Column("ended_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("started_at", UTCDateTime(), nullable=True),
+    sa.Column("ended_at", UTCDateTime(), nullable=True),
     sa.Column("error", sa.Text(), nullable=True),
     sa.Index("ix_ll_step_runs_cache_key", "cache_key"),
     sa.Index("ix_ll_step_runs_pipeline_run_id", "pipeline_run_id"),

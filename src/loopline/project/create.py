@@ -11,6 +11,7 @@ from loopline.errors import ProjectError
 from loopline.store.db import migrate
 from loopline.store.db.engine import Database
 from loopline.store.db.events import record_event
+from loopline.store.db.project import bind_project, refuse_foreign
 from loopline.store.objects.base import open_object_store
 
 EXAMPLE_PIPELINE = Path("pipelines") / "example.py"
@@ -105,7 +106,9 @@ def init_project(
 
     db = Database(settings.metadata_url, busy_timeout=settings.db_busy_timeout, create=True)
     try:
+        refuse_foreign(db, settings.artifacts_url)  # before migrating another project's database
         before, after = migrate.upgrade(db)
+        bind_project(db, settings.artifacts_url, str(target))
         if before is None:
             created.append(f"metadata database {db.display_url}")
         else:

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Literal
 
 from loopline.config import Settings, redact_url
-from loopline.errors import LooplineError
+from loopline.errors import ConfigError, LooplineError
 from loopline.store.db import migrate
 from loopline.store.db.engine import Database, sqlite_file
 from loopline.store.objects.base import open_object_store
@@ -30,6 +30,8 @@ class Check:
 class DoctorReport:
     settings: Settings
     checks: list[Check] = field(default_factory=list)
+    #: The settings themselves could not be read: nothing else was checked.
+    config_error: bool = False
 
     @property
     def ok(self) -> bool:
@@ -52,6 +54,20 @@ class DoctorReport:
         }
 
 
+def unreadable_settings(exc: ConfigError) -> DoctorReport:
+    """The report when loopline.toml (or a LOOPLINE_* variable) cannot be read at all."""
+    from pathlib import Path
+
+    from loopline.config import find_project_dir, settings_for
+
+    project_dir = find_project_dir() or Path.cwd()
+    where = exc.source or str(project_dir / "loopline.toml")
+    report = DoctorReport(settings_for(project_dir, environ={}, read_file=False))
+    report.config_error = True
+    report.checks.append(Check("settings", "fail", where, exc.message, exc.hint))
+    return report
+
+
 def diagnose(settings: Settings) -> DoctorReport:
     report = DoctorReport(settings)
     add = report.checks.append
@@ -65,6 +81,8 @@ def diagnose(settings: Settings) -> DoctorReport:
             f"artifacts_url from {src.get('artifacts_url', 'default')}",
         )
     )
+
+    add(_sections_check(settings))
 
     display = redact_url(settings.metadata_url)
     db: Database | None = None
@@ -83,6 +101,7 @@ def diagnose(settings: Settings) -> DoctorReport:
                 migrate.require_current(db)
         except LooplineError as exc:
             add(Check("schema", "fail", display, exc.message, exc.hint))
+        add(_project_check(db, settings, display))
     if db is not None:
         db.dispose()
 
@@ -99,6 +118,56 @@ def diagnose(settings: Settings) -> DoctorReport:
     for label, path in _local_paths(settings):
         add(_disk_check(label, path))
     return report
+
+
+def _sections_check(settings: Settings) -> Check:
+    """Every section of loopline.toml parses for the layer that reads it."""
+    from loopline.loop.gates import gate_configs
+    from loopline.serve.settings import load_serve_settings
+
+    where = str(settings.config_file) if settings.config_file else "(no loopline.toml)"
+    try:
+        load_serve_settings(settings)
+        gates = gate_configs(settings)
+    except ConfigError as exc:
+        return Check("sections", "fail", exc.source or where, exc.message, exc.hint)
+    tables = sorted(settings.tables)
+    detail = f"[{'], ['.join(tables)}] read" if tables else "no sections"
+    if gates:
+        detail += f"; gates for {', '.join(sorted(gates))}"
+    return Check("sections", "ok", where, detail)
+
+
+def _project_check(db: Database, settings: Settings, display: str) -> Check:
+    """Whether the database belongs to this project's artifact store (or another's)."""
+    from loopline.errors import ProjectConflictError
+    from loopline.store.db.project import read_binding
+
+    try:
+        with db.read() as conn:
+            bound = read_binding(conn)
+    except LooplineError as exc:
+        return Check("project", "fail", display, exc.message, exc.hint)
+    if bound is None:
+        return Check(
+            "project",
+            "warn",
+            display,
+            "the database is not bound to a project yet",
+            "Bind it to this project's artifact store with: loopline db upgrade",
+        )
+    if bound.artifacts_url.rstrip("/") != settings.artifacts_url.rstrip("/"):
+        conflict = ProjectConflictError(
+            display, bound.artifacts_url, settings.artifacts_url, bound.project_dir
+        )
+        return Check("project", "fail", display, conflict.message, conflict.hint)
+    since = bound.created_at.strftime("%Y-%m-%d %H:%M UTC")
+    return Check(
+        "project",
+        "ok",
+        display,
+        f"project {bound.project_id[:12]}, bound to {bound.artifacts_url} since {since}",
+    )
 
 
 def _describe_db(db: Database) -> str:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from loopline.registry.flavors import LightGBMModel, ModelFlavor
 from loopline.registry.loaded import LoadedModel
-from loopline.registry.onnx_model import OnnxModel
+from loopline.registry.onnx_runtime import OnnxModel
 from loopline.registry.package import FileEntry, Manifest
 from loopline.registry.records import (
     AliasMove,

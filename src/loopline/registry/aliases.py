@@ -4,6 +4,11 @@
 every move ever made (set, promote, rollback), which answers "which version held the
 alias at time T" with one query, and which rollback replays: ordinary moves push the new
 holder on a stack and rollbacks pop it, so rolling back twice goes back two holders.
+
+The order of moves is the database's: the history's row id (a sequence), never a client's
+clock, and each move is stamped with the database's time (the server's clock on
+PostgreSQL), so clients with skewed clocks cannot reorder the history or misdirect a
+rollback.
 """
 
 from __future__ import annotations
@@ -14,9 +19,13 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from loopline.registry.records import AliasMove, utc
+from loopline.errors import ConflictError
+from loopline.registry.records import AliasMove
 from loopline.registry.tables import alias_history, model_aliases, models
+from loopline.store.db import dialects
 from loopline.store.db.events import record_event
+from loopline.store.db.types import to_utc
+from loopline.types import UNSET, Unset
 
 ACTIONS = ("set", "promote", "rollback")
 
@@ -51,6 +60,7 @@ def move_alias(
     reason: str | None = None,
     forced: bool = False,
     detail: Mapping[str, Any] | None = None,
+    expect: int | Unset | None = UNSET,
 ) -> AliasMove | None:
     """Point ``alias`` at ``to_version`` and append the move; None if it held it already.
 
@@ -58,13 +68,18 @@ def move_alias(
     transaction holds the database lock), so ``from_version`` is the true previous holder.
     Two first-time setters race on the primary key: the loser's transaction fails with an
     IntegrityError and is retried by the caller.
+
+    ``expect`` (a version, or None for "no holder") makes the move a compare-and-set: when
+    the alias is held by another version, ConflictError is raised and nothing changes.
     """
     if action not in ACTIONS:
         raise ValueError(f"unknown alias action {action!r}; expected one of {ACTIONS}")
     from_version = current_holder(conn, name, alias, lock=True)
+    if not isinstance(expect, Unset) and expect != from_version:
+        raise ConflictError(f"Alias {alias!r} of model {name!r}", expect, from_version)
     if from_version == to_version:
         return None
-    now = datetime.now(UTC)
+    now = dialects.current_time(conn)
     if from_version is None:
         conn.execute(
             model_aliases.insert().values(
@@ -115,7 +130,7 @@ def history(conn: sa.Connection, name: str, alias: str | None = None) -> list[Al
     query = sa.select(alias_history).where(alias_history.c.model == name)
     if alias is not None:
         query = query.where(alias_history.c.alias == alias)
-    query = query.order_by(alias_history.c.at, alias_history.c.id)
+    query = query.order_by(alias_history.c.id)
     return [_move(row) for row in conn.execute(query)]
 
 
@@ -127,7 +142,7 @@ def last_move_to(conn: sa.Connection, name: str, alias: str, version: int) -> Al
             alias_history.c.alias == alias,
             alias_history.c.to_version == version,
         )
-        .order_by(alias_history.c.at.desc(), alias_history.c.id.desc())
+        .order_by(alias_history.c.id.desc())
         .limit(1)
     ).first()
     return None if row is None else _move(row)
@@ -143,7 +158,7 @@ def alias_at(conn: sa.Connection, name: str, alias: str, when: datetime) -> int 
             alias_history.c.alias == alias,
             alias_history.c.at <= at,
         )
-        .order_by(alias_history.c.at.desc(), alias_history.c.id.desc())
+        .order_by(alias_history.c.id.desc())
         .limit(1)
     ).scalar()
     return None if value is None else int(value)
@@ -169,7 +184,7 @@ def _move(row: Any) -> AliasMove:
         from_version=row.from_version,
         to_version=int(row.to_version),
         actor=row.actor,
-        at=utc(row.at),
+        at=to_utc(row.at),
         reason=row.reason,
         forced=bool(row.forced),
         detail=row.detail,

@@ -10,12 +10,14 @@ flavor                 files                                          loaded as
 ``sklearn+lightgbm``   ``preprocess.skops`` + ``model.txt``           :class:`NativePipeline`
 =====================  =============================================  ======================
 
-skops files are loaded with an explicit list of trusted types: those skops reports as
-untrusted are accepted only from ``sklearn``, ``numpy`` and ``scipy``; anything else
-raises :class:`~loopline.errors.UnsafeModelError` naming the types (at registration too,
-so a package that could never load is never written). The wrapper classes recorded for
-XGBoost and LightGBM are looked up on the library module and checked to be its own model
-classes, so a manifest cannot name an arbitrary callable.
+skops files are loaded with an explicit list of trusted types: skops' own defaults plus
+the exact names in :mod:`loopline.registry.trust`; anything else raises
+:class:`~loopline.errors.UnsafeModelError` naming the types (at registration too, so a
+package that could never load is never written). A file that is not a skops file at all
+(a pickle renamed ``model.skops``, a truncated zip) raises
+:class:`~loopline.errors.MalformedPackageError`, an integrity error. The wrapper classes
+recorded for XGBoost and LightGBM are looked up on the library module and checked to be its
+own model classes, so a manifest cannot name an arbitrary callable.
 
 Each flavor's library is imported when a model of that flavor is saved or loaded; a
 missing one raises :class:`~loopline.errors.FlavorUnavailableError` naming the package.
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.metadata
+import re
 import sys
 import tempfile
 from collections.abc import Mapping
@@ -33,11 +36,13 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, Protocol
 
-from loopline.errors import FlavorUnavailableError, ModelPackageError, UnsafeModelError
+from loopline.errors import (
+    FlavorUnavailableError,
+    MalformedPackageError,
+    ModelPackageError,
+    UnsafeModelError,
+)
 from loopline.registry.signature import json_scalar
-
-#: Modules whose types a skops file may hold beyond skops' own defaults.
-TRUSTED_MODULE_PREFIXES = ("sklearn.", "numpy.", "scipy.")
 
 #: import name -> pip package, for FlavorUnavailableError.
 PIP_NAMES = {
@@ -124,24 +129,42 @@ def _top_module(obj: Any) -> str:
 
 def skops_dumps(obj: Any, flavor: str) -> bytes:
     """``obj`` as a skops file; refuses objects that would not load under the trust rule."""
+    from loopline.registry.trust import refused
+
     sio = require("skops.io", flavor)
     data: bytes = sio.dumps(obj)
-    untrusted = sio.get_untrusted_types(data=data)
-    refused = [t for t in untrusted if not t.startswith(TRUSTED_MODULE_PREFIXES)]
-    if refused:
-        raise UnsafeModelError(refused)
+    bad = refused(sio.get_untrusted_types(data=data))
+    if bad:
+        raise UnsafeModelError(bad)
     return data
 
 
 def skops_loads(data: bytes, flavor: str, *, ref: str, file: str) -> Any:
-    """Load a skops file, trusting only sklearn/numpy/scipy types beyond skops' defaults."""
+    """Load a skops file, trusting only skops' defaults and the exact allow-list."""
+    from loopline.registry.trust import refused
+
     sio = require("skops.io", flavor, ref)
     require("sklearn", flavor, ref)
-    untrusted = sio.get_untrusted_types(data=data)
-    refused = [t for t in untrusted if not t.startswith(TRUSTED_MODULE_PREFIXES)]
-    if refused:
-        raise UnsafeModelError(refused, ref=ref, file=file)
-    return sio.loads(data, trusted=untrusted)
+    try:
+        untrusted = sio.get_untrusted_types(data=data)
+    except Exception as exc:
+        # Not a zip, no schema, a schema that is not JSON or not skops' shape: refuse the
+        # file before anything is built from it.
+        raise MalformedPackageError(ref, file, f"{type(exc).__name__}: {exc}") from exc
+    bad = refused(untrusted)
+    if bad:
+        raise UnsafeModelError(bad, ref=ref, file=file)
+    try:
+        return sio.loads(data, trusted=untrusted)
+    except (ImportError, AttributeError) as exc:
+        # A trusted type this installation lacks: the file was written by other versions.
+        raise ModelPackageError(
+            f"Model {ref}: {file!r} names a type this installation does not have ({exc})",
+            hint="Install the library versions the package records (loopline models show "
+            f"{ref.split('/')[0]}) or register the model again with these versions",
+        ) from exc
+    except Exception as exc:
+        raise MalformedPackageError(ref, file, f"{type(exc).__name__}: {exc}") from exc
 
 
 class SklearnFlavor:
@@ -215,7 +238,11 @@ class XGBoostFlavor:
         xgb = require("xgboost", self.name, ref)
         cls = _library_class(xgb, str(info.get("class", "")), xgb.XGBModel, ref)
         model = cls()
-        model.load_model(bytearray(files[self.file]))
+        try:
+            model.load_model(bytearray(files[self.file]))
+        except xgb.core.XGBoostError as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else "XGBoostError"
+            raise MalformedPackageError(ref, self.file, first[:300]) from exc
         return model
 
 
@@ -300,9 +327,196 @@ class LightGBMFlavor:
     def load(self, files: Mapping[str, bytes], info: Mapping[str, Any], ref: str) -> Any:
         lgb = require("lightgbm", self.name, ref)
         require("numpy", self.name, ref)
-        booster = lgb.Booster(model_str=files[self.file].decode("utf-8"))
+        text = check_lightgbm_text(files[self.file], ref=ref, file=self.file)
+        try:
+            booster = lgb.Booster(model_str=text)
+        except Exception as exc:  # LightGBM's own parse errors (those it raises)
+            raise MalformedPackageError(ref, self.file, f"{type(exc).__name__}: {exc}") from exc
         classes = info.get("classes")
         return LightGBMModel(booster, str(info.get("kind", "regressor")), classes)
+
+
+#: Tree fields that hold numbers, and how many: "leaves", "internal" (leaves - 1), or any.
+_LGB_TREE_FIELDS = {
+    "num_leaves": "one",
+    "num_cat": "one",
+    "split_feature": "internal",
+    "split_gain": "internal",
+    "threshold": "internal",
+    "decision_type": "internal",
+    "left_child": "internal",
+    "right_child": "internal",
+    "leaf_value": "leaves",
+    "leaf_weight": "leaves",
+    "leaf_count": "leaves",
+    "internal_value": "internal",
+    "internal_weight": "internal",
+    "internal_count": "internal",
+    "cat_boundaries": "any",
+    "cat_threshold": "any",
+    "is_linear": "one",
+    "shrinkage": "one",
+}
+
+
+#: A number as LightGBM writes one (Python's float() also takes "1_000", LightGBM does not).
+_LGB_NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|[+-]?(?:inf|nan)", re.I)
+#: Tree fields LightGBM writes only sometimes (categorical splits).
+_LGB_OPTIONAL = frozenset({"cat_boundaries", "cat_threshold"})
+#: The extra fields of linear trees (``linear_tree=True``).
+_LGB_LINEAR = frozenset({"leaf_const", "num_features", "leaf_features", "leaf_coeff"})
+
+
+def check_lightgbm_text(data: bytes, *, ref: str, file: str) -> str:
+    """The LightGBM model text in ``data``, checked for the structure LightGBM relies on.
+
+    LightGBM aborts the whole process (``std::terminate``) on a malformed model string
+    instead of raising, so a damaged file must be refused here: the header, the byte
+    size of every tree block (``tree_sizes``), each tree's numeric fields and their
+    lengths, and the end marker.
+    """
+
+    def bad(reason: str) -> MalformedPackageError:
+        return MalformedPackageError(ref, file, f"not a LightGBM model text: {reason}")
+
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise bad(f"not UTF-8 at byte {exc.start}") from None
+    if "\x00" in text:
+        raise bad("it holds NUL bytes")
+    if not text.startswith("tree\n"):
+        raise bad("no 'tree' header")
+    head, sep, body = text.partition("\n\n")
+    if not sep:
+        raise bad("no tree section")
+    header = dict(line.partition("=")[::2] for line in head.splitlines()[1:])
+    try:
+        sizes = [int(v) for v in header.get("tree_sizes", "").split()]
+        max_feature = int(header.get("max_feature_idx", ""))
+        int(header.get("num_class", ""))
+        int(header.get("num_tree_per_iteration", ""))
+    except ValueError:
+        raise bad("tree_sizes, max_feature_idx or num_class is not an integer") from None
+    if len(header.get("feature_names", "").split()) != max_feature + 1:
+        raise bad("feature_names does not list max_feature_idx + 1 names")
+    offset = 0
+    raw = body.encode("utf-8")
+    for index, size in enumerate(sizes):
+        block = raw[offset : offset + size].decode("utf-8", "replace")
+        offset += size
+        if len(block.encode("utf-8")) != size or not block.startswith(f"Tree={index}\n"):
+            raise bad(f"tree {index} is not where tree_sizes says")
+        fields = dict(line.partition("=")[::2] for line in block.splitlines()[1:] if line)
+        try:
+            leaves = int(fields.get("num_leaves", ""))
+        except ValueError:
+            raise bad(f"tree {index} has no valid num_leaves") from None
+        if leaves < 1:
+            raise bad(f"tree {index} has {leaves} leaves")
+        try:
+            _check_lgb_tree(fields, index, leaves, max_feature, bad)
+        except (ValueError, OverflowError):
+            raise bad(f"tree {index} holds a value that is not a valid number") from None
+    tail = raw[offset:].decode("utf-8", "replace").lstrip("\n")
+    if not tail.startswith("end of trees"):
+        raise bad("no 'end of trees' after the trees tree_sizes lists")
+    _check_lgb_tail(tail, bad)
+    return text
+
+
+def _check_lgb_tail(tail: str, bad: Any) -> None:
+    """What follows the trees: importances, the parameter block, the pandas categories."""
+    import json
+
+    if "parameters:" in tail:
+        start = tail.index("parameters:") + len("parameters:")
+        end = tail.find("end of parameters", start)
+        if end < 0:
+            raise bad("the parameters section has no end")
+        for line in tail[start:end].split("\n"):
+            if line and not (line.startswith("[") and line.endswith("]") and ": " in line):
+                raise bad(f"parameter line {line[:40]!r} is malformed")
+    last = tail.rstrip("\n").rsplit("\n", 1)[-1]
+    if not last.startswith("pandas_categorical:"):
+        raise bad("it does not end with its pandas_categorical line")
+    try:
+        categories = json.loads(last[len("pandas_categorical:") :])
+    except ValueError:
+        raise bad("its pandas_categorical line is not JSON") from None
+    if categories is not None and not (
+        isinstance(categories, list) and all(isinstance(c, list) for c in categories)
+    ):
+        raise bad("its pandas_categorical line is not a list of category lists")
+
+
+def _check_lgb_tree(
+    fields: Mapping[str, str],
+    index: int,
+    leaves: int,
+    max_feature: int,
+    bad: Any,
+) -> None:
+    """The numeric fields of one LightGBM tree: numbers, of the right count and range,
+    and children that form a tree (every node but the root, and every leaf, is the child
+    of exactly one node)."""
+    missing = [k for k in _LGB_TREE_FIELDS if k not in _LGB_OPTIONAL and k not in fields]
+    unknown = [k for k in fields if k not in _LGB_TREE_FIELDS and k not in _LGB_LINEAR]
+    if missing or unknown:
+        what = f"lacks {missing[0]}" if missing else f"has an unknown field {unknown[0]!r}"
+        raise bad(f"tree {index} {what}")
+    if leaves > 1:
+        children = [
+            int(float(t))
+            for key in ("left_child", "right_child")
+            for t in fields.get(key, "").split()
+        ]
+        nodes = sorted(c for c in children if c >= 0)
+        leaf_refs = sorted(~c for c in children if c < 0)
+        if nodes != list(range(1, leaves - 1)) or leaf_refs != list(range(leaves)):
+            raise bad(f"tree {index}: its children do not form a tree")
+    for key, count in _LGB_TREE_FIELDS.items():
+        if key not in fields:
+            continue
+        tokens = fields[key].split()
+        if not tokens and key != "leaf_value":
+            continue  # LightGBM leaves some fields empty (a one-leaf tree's weights)
+        for token in tokens:
+            if not _LGB_NUMBER.fullmatch(token):
+                raise bad(f"tree {index} field {key} holds {token!r}, not a number")
+        want = {"one": 1, "leaves": leaves, "internal": leaves - 1}.get(count)
+        if want is not None and len(tokens) != want:
+            raise bad(f"tree {index} field {key} has {len(tokens)} values, not {want}")
+        if key in ("left_child", "right_child"):
+            # A child is an internal node (0 .. leaves-2) or a leaf, coded ~leaf.
+            if any(not -leaves <= int(float(t)) <= leaves - 2 for t in tokens):
+                raise bad(f"tree {index} {key} points outside the tree")
+        elif key == "decision_type":
+            # Bit 0: categorical; bit 1: default left; bits 2-3: missing type (0..2).
+            if any(
+                not (float(t).is_integer() and 0 <= int(float(t)) < 16)
+                or (int(float(t)) >> 2) & 3 == 3
+                for t in tokens
+            ):
+                raise bad(f"tree {index} has a decision_type LightGBM does not know")
+            categorical = [int(float(t)) & 1 for t in tokens]
+            thresholds = fields.get("threshold", "").split()
+            n_cat = int(float(fields.get("num_cat", "0") or 0))
+            for is_cat, threshold in zip(categorical, thresholds, strict=False):
+                if is_cat and not (
+                    float(threshold).is_integer() and 0 <= int(float(threshold)) < n_cat
+                ):
+                    raise bad(f"tree {index} has a categorical split outside its categories")
+        elif key == "split_feature":
+            if any(not 0 <= int(float(t)) <= max_feature for t in tokens):
+                raise bad(f"tree {index} splits on a feature the model does not have")
+        elif key == "num_cat" and int(float(tokens[0])) != 0:
+            bounds = fields.get("cat_boundaries", "").split()
+            cats = fields.get("cat_threshold", "").split()
+            if len(bounds) != int(float(tokens[0])) + 1 or (
+                bounds and int(float(bounds[-1])) != len(cats)
+            ):
+                raise bad(f"tree {index} has inconsistent categorical splits")
 
 
 # -- scikit-learn Pipeline with a native final estimator -------------------------------------

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from loopline.errors import ModelInputError, RegistryError
-from loopline.registry.onnx_model import OnnxModel
+from loopline.registry.onnx_runtime import OnnxModel
 
 if TYPE_CHECKING:
     from loopline.registry.package import Manifest

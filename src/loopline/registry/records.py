@@ -4,19 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from loopline.registry.signature import Signature
-
-
-def utc(value: datetime) -> datetime:
-    """A stored timestamp as an aware UTC datetime (SQLite gives them back naive)."""
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+from loopline.store.db.types import to_utc
 
 
 def iso(value: datetime | None) -> str | None:
-    return None if value is None else utc(value).isoformat()
+    return None if value is None else to_utc(value).isoformat()
 
 
 @dataclass(frozen=True)

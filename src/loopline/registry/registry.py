@@ -8,18 +8,16 @@ move (set, promote, rollback) and traffic change is also written to the audit lo
 from __future__ import annotations
 
 import platform
-import random
-import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
-from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import sqlalchemy as sa
 
 from loopline.errors import (
     AliasNotFoundError,
+    ConflictError,
     ModelNotFoundError,
     ModelPackageError,
     ModelVersionNotFoundError,
@@ -38,7 +36,7 @@ from loopline.registry.flavors import (
     require_flavor,
 )
 from loopline.registry.loaded import LoadedModel
-from loopline.registry.onnx_model import DEFAULT_TOLERANCE, ONNX_FILE, export_onnx
+from loopline.registry.onnx_runtime import DEFAULT_TOLERANCE, EXPORTER, ONNX_FILE
 from loopline.registry.package import (
     MANIFEST_FILE,
     Manifest,
@@ -53,12 +51,13 @@ from loopline.registry.records import (
     ModelSummary,
     ModelVersion,
     TrafficSplit,
-    utc,
 )
 from loopline.registry.refs import check_alias, check_name, parse_ref
 from loopline.registry.signature import Signature, json_scalar
 from loopline.registry.tables import model_aliases, model_versions, models
 from loopline.store.db.events import current_actor, record_event
+from loopline.store.db.types import to_utc
+from loopline.types import UNSET, Unset
 
 if TYPE_CHECKING:
     from loopline.store.stores import Stores
@@ -160,7 +159,21 @@ class Registry:
             onnx=onnx_info,
         )
 
-        def insert(conn: sa.Connection, version: int, digest: str, now: datetime) -> None:
+        taken: list[int] = []
+
+        def insert(conn: sa.Connection) -> int:
+            # The next number, read in the transaction; the manifest names it, so it is
+            # written here too (content-addressed: a retry that redoes it is harmless).
+            latest = conn.execute(
+                sa.select(sa.func.max(model_versions.c.version)).where(
+                    model_versions.c.model == name
+                )
+            ).scalar()
+            version = int(latest or 0) + 1
+            taken.append(version)
+            now = datetime.now(UTC)
+            manifest = replace(template, version=version, created_at=now.isoformat())
+            digest = put_manifest(self.stores.cas, manifest)
             conn.execute(
                 model_versions.insert().values(
                     model=name,
@@ -187,23 +200,15 @@ class Registry:
                 {"flavor": flavor.name, "manifest": digest, "run_id": run_id},
                 actor=actor,
             )
+            return version
 
-        for attempt in range(_CONFLICT_ATTEMPTS):
-            version = self._latest_version(name) + 1
-            now = datetime.now(UTC)
-            manifest = replace(template, version=version, created_at=now.isoformat())
-            digest = put_manifest(self.stores.cas, manifest)
-            try:
-                self.stores.db.run_write(partial(insert, version=version, digest=digest, now=now))
-            except sa.exc.IntegrityError:
-                # Another process took this number first: take the next one. Any other
-                # constraint failing is not a race, and retrying would not help.
-                if attempt == _CONFLICT_ATTEMPTS - 1 or self._latest_version(name) < version:
-                    raise
-                time.sleep(random.uniform(0.002, 0.02 * min(attempt + 1, 10)))
-                continue
-            return self.get(name, version)
-        raise AssertionError("unreachable")
+        def raced(exc: Exception) -> bool:
+            # Another process took this number first: take the next one. Any other
+            # constraint failing is not a race, and retrying would not help.
+            return self._latest_version(name) >= taken[-1]
+
+        version = self.stores.db.run_write(insert, conflicts=_CONFLICT_ATTEMPTS, is_conflict=raced)
+        return self.get(name, version)
 
     def _export_onnx(
         self, flavor: ModelFlavor, model: Any, signature: Signature, rows: Any, tol: float
@@ -219,7 +224,14 @@ class Registry:
         missing = [c for c in signature.columns if c not in rows.columns]
         if missing:
             raise ModelPackageError(f"onnx_eval lacks the signature's columns {', '.join(missing)}")
-        return export_onnx(model, signature, rows[signature.columns], tolerance=tol)
+        from importlib import import_module
+
+        module, _, attr = EXPORTER.partition(":")
+        export = getattr(import_module(module), attr)
+        result: tuple[bytes | None, dict[str, Any]] = export(
+            model, signature, rows[signature.columns], tolerance=tol
+        )
+        return result
 
     def _ensure_model(self, name: str, description: str | None, actor: str) -> None:
         with self.stores.db.read() as conn:
@@ -279,8 +291,8 @@ class Registry:
                 latest_version=None if row.v is None else int(row.v),
                 aliases=held.get(row.name, {}),
                 description=row.description,
-                created_at=utc(row.created_at),
-                updated_at=utc(row.updated_at),
+                created_at=to_utc(row.created_at),
+                updated_at=to_utc(row.updated_at),
             )
             for row in rows
         ]
@@ -389,11 +401,16 @@ class Registry:
         reason: str | None = None,
         actor: str | None = None,
         forced: bool = False,
+        expect: int | Unset | None = UNSET,
     ) -> AliasMove:
-        """Point ``alias`` at ``version``; returns the move (the earlier one if unchanged)."""
+        """Point ``alias`` at ``version``; returns the move (the earlier one if unchanged).
+
+        ``expect`` (the version you saw holding it, or None for none) makes it a
+        compare-and-set: ConflictError if another process moved it meanwhile.
+        """
         self.get(name, version)
         return self._move(
-            name, check_alias(alias), int(version), "set", actor, reason, forced, None
+            name, check_alias(alias), int(version), "set", actor, reason, forced, None, expect
         )
 
     def promote(
@@ -406,12 +423,18 @@ class Registry:
         force: bool = False,
         reason: str | None = None,
         actor: str | None = None,
+        expect: int | Unset | None = UNSET,
     ) -> AliasMove:
         """Move ``alias`` to ``version`` if ``check`` passes (or there is no check).
 
         ``check(candidate, champion)`` returns a verdict with ``.passed``. A failing
         verdict raises PromotionRefusedError (carrying the verdict) unless ``force`` is
         True with a non-empty ``reason``; the move is then recorded as forced.
+
+        With a check, the verdict judges the candidate against the holder read first, and
+        the move happens only if that holder still holds the alias (compare-and-set): when
+        another process moved it during the check, ConflictError is raised and nothing
+        changes. ``expect`` pins the holder the caller saw before calling.
         """
         check_alias(alias)
         if force and not (reason and reason.strip()):
@@ -422,10 +445,12 @@ class Registry:
         candidate = self.get(name, version)
         detail: dict[str, Any] | None = None
         forced = False
+        with self.stores.db.read() as conn:
+            held = _aliases.current_holder(conn, name, alias)
+            champion = None if held is None else self._get(conn, name, held)
+        if not isinstance(expect, Unset) and expect != held:
+            raise ConflictError(f"Alias {alias!r} of model {name!r}", expect, held)
         if check is not None:
-            with self.stores.db.read() as conn:
-                held = _aliases.current_holder(conn, name, alias)
-                champion = None if held is None else self._get(conn, name, held)
             verdict = check(candidate, champion)
             detail = {
                 "verdict": _verdict_summary(verdict),
@@ -435,12 +460,20 @@ class Registry:
                 if not force:
                     raise PromotionRefusedError(name, int(version), alias, verdict)
                 forced = True
-        return self._move(name, alias, int(version), "promote", actor, reason, forced, detail)
+        return self._move(name, alias, int(version), "promote", actor, reason, forced, detail, held)
 
     def rollback(
-        self, name: str, alias: str, *, reason: str | None = None, actor: str | None = None
+        self,
+        name: str,
+        alias: str,
+        *,
+        reason: str | None = None,
+        actor: str | None = None,
+        expect: int | Unset | None = UNSET,
     ) -> AliasMove:
-        """Move ``alias`` back to the version that held it before the current one."""
+        """Move ``alias`` back to the version that held it before the current one.
+
+        ``expect``: the version the caller saw holding it (ConflictError if another)."""
         check_name(name)
         check_alias(alias)
         who = actor or current_actor()
@@ -448,6 +481,8 @@ class Registry:
         def fn(conn: sa.Connection) -> AliasMove:
             self._require_model(conn, name)
             current = _aliases.current_holder(conn, name, alias, lock=True)
+            if not isinstance(expect, Unset) and expect != current:
+                raise ConflictError(f"Alias {alias!r} of model {name!r}", expect, current)
             if current is None:
                 raise AliasNotFoundError(name, alias, self._latest_in(conn, name))
             stack = _aliases.holders(_aliases.history(conn, name, alias))
@@ -492,6 +527,7 @@ class Registry:
         reason: str | None,
         forced: bool,
         detail: Mapping[str, Any] | None,
+        expect: int | Unset | None = UNSET,
     ) -> AliasMove:
         who = actor or current_actor()
 
@@ -506,6 +542,7 @@ class Registry:
                 reason=reason,
                 forced=forced,
                 detail=detail,
+                expect=expect,
             )
             if move is None:  # it held the alias already: the move that put it there
                 earlier = _aliases.last_move_to(conn, name, alias, version)
@@ -517,14 +554,7 @@ class Registry:
 
     def _write(self, fn: Callable[[sa.Connection], T]) -> T:
         """``run_write`` that also retries a transaction that lost an insert race."""
-        for attempt in range(_CONFLICT_ATTEMPTS):
-            try:
-                return self.stores.db.run_write(fn)
-            except sa.exc.IntegrityError:
-                if attempt == _CONFLICT_ATTEMPTS - 1:
-                    raise
-                time.sleep(random.uniform(0.002, 0.02))
-        raise AssertionError("unreachable")
+        return self.stores.db.run_write(fn, conflicts=_CONFLICT_ATTEMPTS)
 
     # -- traffic -------------------------------------------------------------------------
 
@@ -550,11 +580,13 @@ class Registry:
         sticky_key: str | None = None,
         reason: str | None = None,
         actor: str | None = None,
+        expect: TrafficSplit | Unset | None = UNSET,
     ) -> TrafficSplit:
         """Send ``percent`` of ``name@alias``'s traffic to ``candidate`` (a model reference).
 
         The candidate must resolve now; it is stored as written, so ``churn@challenger``
-        follows that alias as it moves.
+        follows that alias as it moves. ``expect`` (the split you read, or None for none)
+        makes it a compare-and-set: ConflictError if another process changed it first.
         """
         check_alias(alias)
         percent = _traffic.check_split(percent, mode)
@@ -565,8 +597,10 @@ class Registry:
             )
         self.resolve(candidate)
         who = actor or current_actor()
-        return self._write(
-            lambda conn: _traffic.put_split(
+
+        def fn(conn: sa.Connection) -> TrafficSplit:
+            _traffic.check_expected(conn, name, alias, expect)
+            return _traffic.put_split(
                 conn,
                 name,
                 alias,
@@ -577,7 +611,8 @@ class Registry:
                 actor=who,
                 reason=reason,
             )
-        )
+
+        return self._write(fn)
 
     def clear_traffic(
         self,
@@ -586,14 +621,20 @@ class Registry:
         *,
         reason: str | None = None,
         actor: str | None = None,
+        expect: TrafficSplit | Unset | None = UNSET,
     ) -> bool:
-        """Send all of ``name@alias``'s traffic to the alias again; False if no split was set."""
+        """Send all of ``name@alias``'s traffic to the alias again; False if no split was set.
+
+        ``expect``: the split the caller saw (ConflictError if it changed meanwhile)."""
         check_name(name)
         check_alias(alias)
         who = actor or current_actor()
-        return self._write(
-            lambda conn: _traffic.delete_split(conn, name, alias, actor=who, reason=reason)
-        )
+
+        def fn(conn: sa.Connection) -> bool:
+            _traffic.check_expected(conn, name, alias, expect)
+            return _traffic.delete_split(conn, name, alias, actor=who, reason=reason)
+
+        return self._write(fn)
 
 
 def _fit_order(model: Any, sample: Any, name: str) -> Any:
@@ -663,7 +704,7 @@ def _version(row: Any, held: Mapping[str, int]) -> ModelVersion:
         flavor=row.flavor,
         manifest_digest=row.manifest_digest,
         signature=Signature.from_dict(row.signature),
-        created_at=utc(row.created_at),
+        created_at=to_utc(row.created_at),
         created_by=row.created_by,
         status=row.status,
         run_id=row.run_id,

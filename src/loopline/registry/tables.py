@@ -11,8 +11,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 from loopline.store.db.schema import metadata
+from loopline.store.db.types import ID, UTCDateTime
 
-_ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 _NAME = 128
 _ALIAS = 64
 _ACTOR = 128
@@ -20,20 +20,20 @@ _ACTOR = 128
 models = sa.Table(
     "ll_models",
     metadata,
-    sa.Column("id", _ID, primary_key=True, autoincrement=True),
+    sa.Column("id", ID, primary_key=True, autoincrement=True),
     sa.Column("name", sa.String(_NAME), nullable=False),
     sa.Column("description", sa.Text(), nullable=True),
-    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
     sa.Column("created_by", sa.String(_ACTOR), nullable=False),
     #: Last registration or alias move: what ``loopline models ls`` sorts by.
-    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
     sa.UniqueConstraint("name"),
 )
 
 model_versions = sa.Table(
     "ll_model_versions",
     metadata,
-    sa.Column("id", _ID, primary_key=True, autoincrement=True),
+    sa.Column("id", ID, primary_key=True, autoincrement=True),
     sa.Column("model", sa.String(_NAME), sa.ForeignKey("ll_models.name"), nullable=False),
     sa.Column("version", sa.Integer(), nullable=False),
     sa.Column("run_id", sa.String(64), nullable=True),
@@ -45,7 +45,7 @@ model_versions = sa.Table(
     sa.Column("manifest_digest", sa.String(64), nullable=False),
     sa.Column("flavor", sa.String(32), nullable=False),
     sa.Column("signature", sa.JSON(), nullable=False),
-    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
     sa.Column("created_by", sa.String(_ACTOR), nullable=False),
     sa.Column("description", sa.Text(), nullable=True),
     sa.Column("status", sa.String(16), nullable=False),
@@ -60,14 +60,14 @@ model_aliases = sa.Table(
     sa.Column("model", sa.String(_NAME), sa.ForeignKey("ll_models.name"), primary_key=True),
     sa.Column("alias", sa.String(_ALIAS), primary_key=True),
     sa.Column("version", sa.Integer(), nullable=False),
-    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
     sa.Column("updated_by", sa.String(_ACTOR), nullable=False),
 )
 
 alias_history = sa.Table(
     "ll_model_alias_history",
     metadata,
-    sa.Column("id", _ID, primary_key=True, autoincrement=True),
+    sa.Column("id", ID, primary_key=True, autoincrement=True),
     sa.Column("model", sa.String(_NAME), nullable=False),
     sa.Column("alias", sa.String(_ALIAS), nullable=False),
     #: "set", "promote" or "rollback".
@@ -76,7 +76,7 @@ alias_history = sa.Table(
     sa.Column("to_version", sa.Integer(), nullable=False),
     sa.Column("actor", sa.String(_ACTOR), nullable=False),
     sa.Column("reason", sa.Text(), nullable=True),
-    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("at", UTCDateTime(), nullable=False),
     sa.Column("forced", sa.Boolean(), nullable=False),
     #: The promotion check's verdict, when there was one.
     sa.Column("detail", sa.JSON(), nullable=True),
@@ -94,6 +94,6 @@ model_traffic = sa.Table(
     sa.Column("percent", sa.Float(), nullable=False),
     sa.Column("mode", sa.String(16), nullable=False),
     sa.Column("sticky_key", sa.String(128), nullable=True),
-    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
     sa.Column("updated_by", sa.String(_ACTOR), nullable=False),
 )

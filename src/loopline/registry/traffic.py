@@ -13,10 +13,12 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from loopline.errors import RegistryError
-from loopline.registry.records import TRAFFIC_MODES, TrafficSplit, utc
+from loopline.errors import ConflictError, RegistryError
+from loopline.registry.records import TRAFFIC_MODES, TrafficSplit
 from loopline.registry.tables import model_traffic, models
 from loopline.store.db.events import record_event
+from loopline.store.db.types import to_utc
+from loopline.types import Unset
 
 
 def get_split(conn: sa.Connection, name: str, alias: str) -> TrafficSplit | None:
@@ -35,6 +37,34 @@ def splits(conn: sa.Connection, name: str) -> list[TrafficSplit]:
         .order_by(model_traffic.c.alias)
     )
     return [_split(row) for row in rows]
+
+
+def check_expected(
+    conn: sa.Connection, name: str, alias: str, expect: TrafficSplit | Unset | None
+) -> None:
+    """Compare-and-set: raise ConflictError unless the split of ``name@alias`` is (still)
+    the one ``expect`` describes (candidate, percent, mode), or absent for None."""
+    if isinstance(expect, Unset):
+        return
+    query = sa.select(model_traffic).where(
+        model_traffic.c.model == name, model_traffic.c.alias == alias
+    )
+    row = conn.execute(query.with_for_update()).first()
+    current = None if row is None else _split(row)
+
+    def key(split: TrafficSplit | None) -> tuple[str, float, str] | None:
+        return None if split is None else (split.candidate, split.percent, split.mode)
+
+    if key(current) != key(expect):
+        raise ConflictError(
+            f"The traffic split of {name}@{alias}", _describe(expect), _describe(current)
+        )
+
+
+def _describe(split: TrafficSplit | None) -> str | None:
+    if split is None:
+        return None
+    return f"{split.percent:g}% {split.mode} to {split.candidate}"
 
 
 def check_split(percent: float, mode: str) -> float:
@@ -110,6 +140,6 @@ def _split(row: Any) -> TrafficSplit:
         percent=float(row.percent),
         mode=row.mode,
         sticky_key=row.sticky_key,
-        updated_at=utc(row.updated_at),
+        updated_at=to_utc(row.updated_at),
         updated_by=row.updated_by,
     )

@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, Literal
 
+from loopline.echo import echo
 from loopline.registry.signature import ColumnSpec, Signature
 
 #: A numpy array (numpy is imported lazily, so it is typed loosely here).
@@ -796,25 +797,9 @@ def _head(values: Any) -> Any:
 
 
 def _shown(value: Any) -> Any:
-    """A value as JSON can carry it in a problem report (numpy unwrapped, long text cut)."""
-    item = getattr(value, "item", None)
-    if callable(item) and not isinstance(value, str | bytes):
-        try:
-            value = item()
-        except (TypeError, ValueError):
-            value = str(value)
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
-    if isinstance(value, str) and len(value) > 200:
-        return value[:197] + "..."
-    if value is None or isinstance(value, bool | int | float | str):
-        return value
-    if isinstance(value, list | tuple):
-        return [_shown(v) for v in value[:5]]
-    if isinstance(value, dict):
-        return {str(k): _shown(v) for k, v in list(value.items())[:5]}
-    text = str(value)
-    return text if len(text) <= 200 else text[:197] + "..."
+    """A value as JSON can carry it in a problem report: bounded by depth and size (a cell
+    may hold a list nested thousands of levels deep), numpy scalars unwrapped."""
+    return echo(value)
 
 
 def _arrow_to_numpy(column: Any, np: Any) -> Any:

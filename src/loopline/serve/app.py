@@ -9,7 +9,9 @@ batches are answered, then the log is flushed, so nothing answered is lost.
 
 HTTP statuses are decided here and only here: 400 malformed bodies, 401/403 auth,
 404 unknown model, 413 too large, 415 content type, 422 rows that do not match the
-signature, 503 not loaded yet. A 500 means a bug.
+signature, 503 not loaded yet (or its load failed, and why). A 500 means a bug; values
+quoted back in errors are cut by depth and size (:func:`~loopline.echo.echo`), so
+no input can break the error report itself.
 """
 
 from __future__ import annotations
@@ -35,7 +37,8 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
-from loopline.errors import LooplineError
+from loopline.echo import echo_text
+from loopline.errors import LooplineError, ServeError
 from loopline.serve.batching import Arrivals, BatcherClosed, Job
 from loopline.serve.bodies import (
     HTTPProblem,
@@ -83,6 +86,9 @@ class WorkerInfo:
     run_dir: Path | None = None
     #: The supervisor, told to pass an admin reload on to every worker.
     supervisor_pid: int | None = None
+    #: Load the model before the app starts (so before the process listens): for a worker
+    #: restarted beside others that serve, which should get no connection it would 503.
+    load_before_start: bool = False
 
 
 @dataclass
@@ -93,6 +99,7 @@ class _Ctx:
     t0: float
     arrived: float
     arrivals: Arrivals
+    route: str = "-"
     left: bool = False
     version: str = "-"
 
@@ -159,6 +166,10 @@ class ServerApp:
         self._all_ready = False
         self.started_at = time.time()
         self.stopping = False
+        #: Why the first load of the primary failed (then nothing can be served).
+        self.failure: BaseException | None = None
+        #: Set by the process running the app: ends it (gracefully) when that happens.
+        self.stop_server: Callable[[], None] | None = None
         self._id_prefix = secrets.token_hex(8)
         self._counter = 0
         self._children: dict[tuple[str, int, str], tuple[Any, Any]] = {}
@@ -199,7 +210,11 @@ class ServerApp:
             primary, self._make_slot, canary=self.canary_split, shadow=self.shadow_split
         )
         self._refresh_lock = asyncio.Lock()
-        self._tasks.append(loop.create_task(self._run_background(), name="loopline-poll"))
+        if self.worker.load_before_start:
+            await self._first_load()
+            self._tasks.append(loop.create_task(self._poll(), name="loopline-poll"))
+        else:
+            self._tasks.append(loop.create_task(self._run_background(), name="loopline-poll"))
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             loop.add_signal_handler(signal.SIGUSR1, self._on_reload_signal)
 
@@ -254,7 +269,10 @@ class ServerApp:
         return served
 
     async def _run_background(self) -> None:
-        await self.refresh()
+        await self._first_load()
+        await self._poll()
+
+    async def _poll(self) -> None:
         while True:
             await asyncio.sleep(self.serve.poll_interval_s)
             try:
@@ -263,6 +281,28 @@ class ServerApp:
                 raise
             except Exception:
                 log.exception("refreshing the served models failed")
+
+    async def _first_load(self) -> None:
+        """The first load; when the primary could not be loaded, the server has nothing to
+        serve: record why, and stop the process that runs the app (if it said how)."""
+        assert self.traffic is not None
+        primary = self.traffic.primary
+        try:
+            await self.refresh()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.exception("loading the served models failed")
+            if primary.current is None:
+                primary.failed(f"loading {self.model_ref} failed: {exc}", exc)
+        if primary.current is not None:
+            return
+        self.failure = primary.last_exception or ServeError(
+            f"Cannot load {self.model_ref}: {primary.last_error or 'unknown error'}"
+        )
+        log.error("cannot serve %s: %s", self.model_ref, primary.last_error)
+        if self.stop_server is not None:
+            self.stop_server()
 
     async def refresh(self) -> dict[str, Any]:
         """Follow the alias and the traffic split now (what the poller does)."""
@@ -274,6 +314,7 @@ class ServerApp:
             await self.traffic.apply(split)
             self._auth.entries.clear()
             if self.traffic.primary.current is not None:
+                self.failure = None
                 self._mark_ready()
             if swapped:
                 _freeze_heap()
@@ -334,7 +375,7 @@ class ServerApp:
         t0 = time.perf_counter()
         header_id = request.headers.get("x-request-id")
         rid = header_id if header_id and _ID_RE.fullmatch(header_id) else self._new_id()
-        ctx = _Ctx(rid, t0, time.time(), self.arrivals, left=not batched)
+        ctx = _Ctx(rid, t0, time.time(), self.arrivals, route, left=not batched)
         if batched:
             self.arrivals.enter()
         try:
@@ -450,9 +491,7 @@ class ServerApp:
     ) -> tuple[ServedModel, JobResult]:
         traffic = self.traffic
         if traffic is None:
-            raise HTTPProblem(
-                503, "not_ready", "The server is starting", headers={"retry-after": "1"}
-            )
+            raise self._not_loaded()
         slot = traffic.choose(sticky) if version is None else self._slot_for(version)
         for _ in range(5):
             served = slot.current
@@ -460,18 +499,13 @@ class ServerApp:
                 if slot is not traffic.primary:
                     slot = traffic.primary
                     continue
-                raise HTTPProblem(
-                    503,
-                    "not_ready",
-                    f"Model {self.model_ref} is still loading; retry shortly",
-                    headers={"retry-after": "1"},
-                )
+                raise self._not_loaded()
             if version is not None and served.version != version:
                 slot = self._slot_for(version)
                 continue
             result = validate(served.validator, self._drop(served))
             if not result.ok:
-                self.metrics.validation_failures.labels(route="predict").inc()
+                self.metrics.validation_failures.labels(route=ctx.route).inc()
                 raise HTTPProblem.invalid(result)
             job = Job(result.columns, result.n_rows, ctx.request_id, ctx.arrived, ctx.t0)
             try:
@@ -493,6 +527,27 @@ class ServerApp:
             return served, answer
         raise HTTPProblem(
             503, "swapping", "The model is being swapped; retry", headers={"retry-after": "1"}
+        )
+
+    def _not_loaded(self) -> HTTPProblem:
+        """503 while the primary is not loaded: still loading (retry shortly), or its load
+        failed (and why: retrying would not help)."""
+        primary = None if self.traffic is None else self.traffic.primary
+        if primary is None:
+            return HTTPProblem(
+                503, "not_ready", "The server is starting", headers={"retry-after": "1"}
+            )
+        if primary.last_error:
+            return HTTPProblem(
+                503,
+                "load_failed",
+                f"Model {self.model_ref} could not be loaded: {primary.last_error}",
+            )
+        return HTTPProblem(
+            503,
+            "not_ready",
+            f"Model {self.model_ref} is still loading; retry shortly",
+            headers={"retry-after": "1"},
         )
 
     def _slot_for(self, version: int) -> ModelSlot:
@@ -575,7 +630,7 @@ class ServerApp:
             raise HTTPProblem(
                 400,
                 "bad_request",
-                f"predict_method {method!r} is not one of predict, predict_proba",
+                f"predict_method {echo_text(method)} is not one of predict, predict_proba",
             )
         served, answer = await self._infer(
             ctx, decoded.validate, self._sticky(request, decoded.sticky)
@@ -629,7 +684,8 @@ class ServerApp:
             raise HTTPProblem(
                 404,
                 "unknown_model",
-                f"Model {name!r} is not served here; this server serves {self.parsed.name!r}",
+                f"Model {echo_text(name)} is not served here; this server serves "
+                f"{self.parsed.name!r}",
             )
 
     async def v2_server(self, request: Request) -> Response:
@@ -683,7 +739,7 @@ class ServerApp:
 
     def _served(self, version: int | None) -> ServedModel:
         if self.traffic is None or self.traffic.primary.current is None:
-            raise HTTPProblem(404, "not_ready", f"Model {self.model_ref} is not loaded yet")
+            raise HTTPProblem(404, "not_ready", self._not_loaded().message)
         if version is None:
             return self.traffic.primary.current
         served = self._slot_for(version).current
@@ -706,7 +762,9 @@ class ServerApp:
         kind = media_type(request.headers.get("content-type"))
         if kind and kind not in JSON_TYPES:
             raise HTTPProblem(
-                415, "unsupported_media_type", f"Content-Type {kind!r}: send application/json"
+                415,
+                "unsupported_media_type",
+                f"Content-Type {echo_text(kind)}: send application/json",
             )
         body = await read_body(request, self.serve.max_body_bytes)
         try:
@@ -933,17 +991,25 @@ def _problem_response(problem: HTTPProblem, request_id: str, style: str) -> Resp
         if problem.more_problems:
             body["more_problems"] = problem.more_problems
     body["request_id"] = request_id
-    return Response(
-        orjson.dumps(body, default=_fallback),
-        status_code=problem.status,
-        media_type=_JSON,
-        headers=problem.headers,
-    )
+    try:
+        data = orjson.dumps(body, default=_fallback)
+    except Exception as exc:  # orjson refuses it (too deep, an integer too large...)
+        # The error path of the error path: still JSON, without the detailed report.
+        log.warning("request %s: answering without its problem report (%s)", request_id, exc)
+        body.pop("problems", None)
+        body.pop("more_problems", None)
+        try:
+            data = orjson.dumps(body, default=str)
+        except Exception:
+            data = orjson.dumps({"error": problem.code, "request_id": request_id})
+    return Response(data, status_code=problem.status, media_type=_JSON, headers=problem.headers)
 
 
 def _version_number(text: str | None) -> int | None:
     if text is None or text == "":
         return None
-    if not text.isdigit():
-        raise HTTPProblem(404, "unknown_version", f"Version {text!r} is not a version number")
+    if not (text.isascii() and text.isdigit()):  # not "²", which str.isdigit accepts
+        raise HTTPProblem(
+            404, "unknown_version", f"Version {echo_text(text)} is not a version number"
+        )
     return int(text)

@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
+
+from loopline.echo import echo, echo_text
 
 if TYPE_CHECKING:
     from starlette.requests import Request
@@ -58,11 +60,14 @@ class HTTPProblem(Exception):
 
     @classmethod
     def invalid(cls, result: ValidationResult) -> HTTPProblem:
+        # The report quotes the offending values: cut them down first, so a value nested
+        # hundreds of levels deep (or megabytes long) cannot break the report.
+        shown = replace(result, problems=[replace(p, value=echo(p.value)) for p in result.problems])
         return cls(
             422,
             "validation_failed",
-            f"The input does not match the model's signature: {result.summary()}",
-            problems=result.problem_dicts(),
+            f"The input does not match the model's signature: {shown.summary()}",
+            problems=shown.problem_dicts(),
             more_problems=result.more_problems,
         )
 
@@ -117,15 +122,26 @@ def parse_csv(body: bytes) -> Any:
     import pyarrow as pa
     import pyarrow.csv as pcsv
 
+    from loopline.data.csvscan import refuse_unclosed_quotes
+    from loopline.errors import UnterminatedQuoteError
+
     if not body.strip():
         raise HTTPProblem(400, "malformed_csv", "The CSV body is empty")
     try:
-        return pcsv.read_csv(
+        # pyarrow reads an unclosed quote as one value running to the end: rows vanish.
+        refuse_unclosed_quotes(lambda: io.BytesIO(body), source="The CSV body")
+    except UnterminatedQuoteError as exc:
+        raise HTTPProblem(400, "malformed_csv", exc.message) from None
+    try:
+        table = pcsv.read_csv(
             io.BytesIO(body),
             convert_options=pcsv.ConvertOptions(strings_can_be_null=True),
         )
+        names = table.column_names  # decoded here: a header that is not UTF-8 fails now
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, UnicodeDecodeError) as exc:
         raise HTTPProblem(400, "malformed_csv", f"Malformed CSV: {_first(exc)}") from None
+    _unique_columns(names, "CSV header")
+    return table
 
 
 def parse_parquet(body: bytes) -> Any:
@@ -133,9 +149,22 @@ def parse_parquet(body: bytes) -> Any:
     import pyarrow.parquet as pq
 
     try:
-        return pq.read_table(pa.BufferReader(body))
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError) as exc:
+        table = pq.read_table(pa.BufferReader(body))
+        names = table.column_names
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError, UnicodeDecodeError) as exc:
         raise HTTPProblem(400, "malformed_parquet", f"Malformed Parquet: {_first(exc)}") from None
+    _unique_columns(names, "Parquet file")
+    return table
+
+
+def _unique_columns(names: list[str], where: str) -> None:
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            raise HTTPProblem(
+                400, "duplicate_column", f"The {where} has the column {echo_text(name)} twice"
+            )
+        seen.add(name)
 
 
 def _first(exc: BaseException) -> str:
@@ -216,7 +245,10 @@ def decode_invocations(content_type: str | None, body: bytes) -> Decoded:
         )
     keys = [k for k in MLFLOW_KEYS if k in data]
     if len(keys) != 1:
-        found = ", ".join(sorted(str(k) for k in data)) or "none"
+        names = sorted(data)
+        found = ", ".join(echo_text(k) for k in names[:10]) or "none"
+        if len(names) > 10:
+            found += f" and {len(names) - 10} more"
         raise HTTPProblem(
             400,
             "bad_shape",
@@ -339,5 +371,5 @@ def _unsupported(kind: str, accepted: str) -> HTTPProblem:
     return HTTPProblem(
         415,
         "unsupported_media_type",
-        f"Content-Type {kind!r} is not accepted here; send {accepted}",
+        f"Content-Type {echo_text(kind)} is not accepted here; send {accepted}",
     )

@@ -221,7 +221,9 @@ class ModelSlot:
         self.metrics = metrics
         self.current: ServedModel | None = None
         self.loading: int | None = None
+        #: Why the last resolve or load failed (None once one succeeds).
         self.last_error: str | None = None
+        self.last_exception: BaseException | None = None
         self.swaps = 0
         self._lock = asyncio.Lock()
         self._retired: list[asyncio.Task[None]] = []
@@ -233,18 +235,18 @@ class ModelSlot:
             try:
                 mv = await loop.run_in_executor(self.load_executor, self.registry.resolve, self.ref)
             except LooplineError as exc:
-                self.last_error = str(exc)
+                self.failed(str(exc), exc)
                 log.warning("cannot resolve %s: %s", self.ref, exc)
                 return False
             if self.current is not None and self.current.version == mv.version:
-                self.last_error = None
+                self.failed(None, None)
                 return False
             self.loading = mv.version
             t0 = time.perf_counter()
             try:
                 served = await loop.run_in_executor(self.load_executor, self.loader, mv, self.role)
             except Exception as exc:
-                self.last_error = f"loading {mv.ref} failed: {exc}"
+                self.failed(f"loading {mv.ref} failed: {exc}", exc)
                 log.error("cannot load %s for %s: %s", mv.ref, self.ref, exc)
                 return False
             finally:
@@ -252,7 +254,7 @@ class ModelSlot:
             served.load_seconds = time.perf_counter() - t0
             served.batcher.start()
             old, self.current = self.current, served
-            self.last_error = None
+            self.failed(None, None)
             if self.metrics is not None:
                 self.metrics.load_seconds.labels(role=self.role, version=str(mv.version)).set(
                     served.load_seconds
@@ -271,6 +273,11 @@ class ModelSlot:
                 )
                 self._retire(old)
             return True
+
+    def failed(self, message: str | None, exc: BaseException | None) -> None:
+        """Record why the last resolve or load failed (None, None: it succeeded)."""
+        self.last_error = message
+        self.last_exception = exc
 
     def _retire(self, old: ServedModel) -> None:
         task = asyncio.get_running_loop().create_task(old.batcher.close())

@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from loopline.errors import ApiKeyError
+from loopline.store.db.types import to_utc
 
 if TYPE_CHECKING:
     from loopline.store.db.engine import Database
@@ -98,32 +99,31 @@ class KeyStore:
 
         check_role(role)
         who = actor or current_actor()
-        for _ in range(10):
+        made: list[NewKey] = []
+
+        def insert(conn: sa.Connection) -> None:
+            # A fresh id on each try: an id collision (1 in 2^48) is retried as a race.
             key_id = secrets.token_hex(6)
             secret = f"ll_{key_id}_{secrets.token_urlsafe(32)}"
             now = datetime.now(UTC)
-
-            def insert(
-                conn: sa.Connection, key_id: str = key_id, secret: str = secret, now: datetime = now
-            ) -> None:
-                conn.execute(
-                    api_keys.insert().values(
-                        key_id=key_id,
-                        name=name,
-                        role=role,
-                        key_sha256=hash_key(secret),
-                        created_at=now,
-                        created_by=who,
-                    )
+            conn.execute(
+                api_keys.insert().values(
+                    key_id=key_id,
+                    name=name,
+                    role=role,
+                    key_sha256=hash_key(secret),
+                    created_at=now,
+                    created_by=who,
                 )
-                record_event(conn, "apikey.create", key_id, {"role": role, "name": name}, actor=who)
+            )
+            record_event(conn, "apikey.create", key_id, {"role": role, "name": name}, actor=who)
+            made.append(NewKey(ApiKey(key_id, name, role, now, who), secret))
 
-            try:
-                self.db.run_write(insert)
-            except sa.exc.IntegrityError:
-                continue  # an id collision (1 in 2^48): draw another
-            return NewKey(ApiKey(key_id, name, role, now, who), secret)
-        raise ApiKeyError("Could not create a unique API key id")
+        try:
+            self.db.run_write(insert, conflicts=10)
+        except sa.exc.IntegrityError as exc:
+            raise ApiKeyError("Could not create a unique API key id") from exc
+        return made[-1]
 
     def list(self, *, include_revoked: bool = False) -> list[ApiKey]:
         import sqlalchemy as sa
@@ -181,19 +181,13 @@ class KeyStore:
 
 
 def _key(row: Any) -> ApiKey:
-    def utc(value: datetime | None) -> datetime | None:
-        if value is None:
-            return None
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-    created = utc(row.created_at)
-    assert created is not None
+    created = to_utc(row.created_at)
     return ApiKey(
         key_id=row.key_id,
         name=row.name,
         role=row.role,
         created_at=created,
         created_by=row.created_by,
-        revoked_at=utc(row.revoked_at),
+        revoked_at=to_utc(row.revoked_at),
         revoked_by=row.revoked_by,
     )

@@ -1,7 +1,6 @@
 """The ``[serve]`` section of ``loopline.toml``, with ``LOOPLINE_SERVE_*`` overrides.
 
-The core settings ignore sections that later layers own; this module reads ``[serve]``
-from the project's ``loopline.toml`` itself::
+Read with the shared section loader (:func:`loopline.config.load_section`)::
 
     [serve]
     host = "127.0.0.1"        # another address needs auth = true (or --insecure)
@@ -23,58 +22,52 @@ Precedence: command-line options > ``LOOPLINE_SERVE_<KEY>`` > ``[serve]`` > defa
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 
-from loopline.config import read_section
-from loopline.errors import ConfigError
+from loopline.config import build_section, load_section
 
 if TYPE_CHECKING:
     from loopline.config import Settings
 
 ENV_PREFIX = "LOOPLINE_SERVE_"
 SECTION = "serve"
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off"}
+
+
+def _at_least(minimum: float) -> Any:
+    return {"min": minimum}
 
 
 @dataclass(frozen=True)
 class ServeSettings:
     host: str = "127.0.0.1"
-    port: int = 8080
-    workers: int = 1
-    max_batch_size: int = 1024
-    max_wait_ms: float = 2.0
-    max_body_bytes: int = 16 * 1024 * 1024
-    poll_interval_s: float = 10.0
-    log_flush_s: float = 10.0
-    log_flush_rows: int = 50_000
-    log_max_buffer_rows: int = 500_000
+    port: int = field(default=8080, metadata={"min": 0, "max": 65535})
+    workers: int = field(default=1, metadata=_at_least(1))
+    max_batch_size: int = field(default=1024, metadata=_at_least(1))
+    max_wait_ms: float = field(default=2.0, metadata=_at_least(0))
+    max_body_bytes: int = field(default=16 * 1024 * 1024, metadata=_at_least(1))
+    poll_interval_s: float = field(default=10.0, metadata=_at_least(0.05))
+    log_flush_s: float = field(default=10.0, metadata=_at_least(0.05))
+    log_flush_rows: int = field(default=50_000, metadata=_at_least(1))
+    log_max_buffer_rows: int = field(default=500_000, metadata=_at_least(1))
     log_predictions: bool = True
     auth: bool = False
     check_ranges: bool = False
     #: Seconds a graceful stop waits for in-flight requests before closing connections.
-    graceful_timeout_s: float = 30.0
+    graceful_timeout_s: float = field(default=30.0, metadata=_at_least(0))
 
     def with_overrides(self, **changes: Any) -> ServeSettings:
+        """These settings with the given (non-None) values, checked like the file's."""
         clean = {k: v for k, v in changes.items() if v is not None}
-        return _checked(replace(self, **clean), "command line")
-
-
-_MINIMUM: dict[str, float] = {
-    "port": 0,
-    "workers": 1,
-    "max_batch_size": 1,
-    "max_wait_ms": 0,
-    "max_body_bytes": 1,
-    "poll_interval_s": 0.05,
-    "log_flush_s": 0.05,
-    "log_flush_rows": 1,
-    "log_max_buffer_rows": 1,
-    "graceful_timeout_s": 0,
-}
+        current = {f.name: getattr(self, f.name) for f in fields(self)}
+        return build_section(
+            ServeSettings,
+            {**current, **clean},
+            SECTION,
+            dict.fromkeys(clean, "command line"),
+            default_source="settings",
+        )
 
 
 def load_serve_settings(
@@ -83,74 +76,8 @@ def load_serve_settings(
     **overrides: Any,
 ) -> ServeSettings:
     """The serve settings of a project: its ``[serve]`` section, env, then ``overrides``."""
-    env = os.environ if environ is None else environ
-    values: dict[str, Any] = {}
-    source: dict[str, str] = {}
-    section = read_section(settings, SECTION) if settings is not None else {}
-    label = f"{settings.config_file} [{SECTION}]" if settings is not None else SECTION
-    for key, value in section.items():
-        values[key] = value
-        source[key] = label
-    known = {f.name: f for f in fields(ServeSettings)}
-    unknown = sorted(set(values) - set(known))
-    if unknown:
-        raise ConfigError(
-            f"unknown key {unknown[0]!r} in [{SECTION}]; expected one of "
-            f"{', '.join(sorted(known))}",
-            source=source[unknown[0]],
-        )
-    for name in known:
-        env_name = ENV_PREFIX + name.upper()
-        if env.get(env_name):
-            values[name] = env[env_name]
-            source[name] = env_name
-    parsed: dict[str, Any] = {}
-    defaults = ServeSettings()
-    for name, value in values.items():
-        parsed[name] = _coerce(name, value, type(getattr(defaults, name)), source[name])
-    result = _checked(replace(defaults, **parsed), "settings")
+    result = load_section(settings, SECTION, ServeSettings, environ=environ, env_prefix=ENV_PREFIX)
     return result.with_overrides(**overrides) if overrides else result
-
-
-def _coerce(name: str, value: Any, kind: type, source: str) -> Any:
-    if kind is bool:
-        if isinstance(value, bool):
-            return value
-        text = str(value).strip().lower()
-        if text in _TRUE:
-            return True
-        if text in _FALSE:
-            return False
-        raise ConfigError(f"{name} must be true or false, not {value!r}", source=source)
-    if kind is int:
-        if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
-            raise ConfigError(f"{name} must be an integer, not {value!r}", source=source)
-        try:
-            return (
-                int(str(value).strip().replace("_", "")) if isinstance(value, str) else int(value)
-            )
-        except ValueError:
-            raise ConfigError(f"{name} must be an integer, not {value!r}", source=source) from None
-    if kind is float:
-        if isinstance(value, bool):
-            raise ConfigError(f"{name} must be a number, not {value!r}", source=source)
-        try:
-            return float(value)
-        except (TypeError, ValueError):
-            raise ConfigError(f"{name} must be a number, not {value!r}", source=source) from None
-    if not isinstance(value, str) or not value.strip():
-        raise ConfigError(f"{name} must be a non-empty string, not {value!r}", source=source)
-    return value.strip()
-
-
-def _checked(s: ServeSettings, source: str) -> ServeSettings:
-    for name, minimum in _MINIMUM.items():
-        value = getattr(s, name)
-        if value < minimum:
-            raise ConfigError(f"[serve] {name} must be >= {minimum:g}, not {value}", source=source)
-    if s.port > 65535:
-        raise ConfigError(f"[serve] port must be <= 65535, not {s.port}", source=source)
-    return s
 
 
 def is_loopback(host: str) -> bool:

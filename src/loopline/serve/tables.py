@@ -9,6 +9,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 from loopline.store.db.schema import metadata
+from loopline.store.db.types import UTCDateTime
 
 api_keys = sa.Table(
     "ll_api_keys",
@@ -20,9 +21,9 @@ api_keys = sa.Table(
     sa.Column("role", sa.String(16), nullable=False),
     #: sha256 of the whole key, hex. The key itself is never stored.
     sa.Column("key_sha256", sa.String(64), nullable=False),
-    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
     sa.Column("created_by", sa.String(128), nullable=False),
-    sa.Column("revoked_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("revoked_at", UTCDateTime(), nullable=True),
     sa.Column("revoked_by", sa.String(128), nullable=True),
 )
 

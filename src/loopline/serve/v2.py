@@ -20,6 +20,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from loopline.echo import echo_text
 from loopline.serve.bodies import HTTPProblem, parse_json
 
 if TYPE_CHECKING:
@@ -86,8 +87,18 @@ def label_datatype(dtype: str | None) -> str:
     return "BYTES"
 
 
+#: Most dimensions a tensor may have (numpy's limit is 32 or 64, by version).
+MAX_DIMS = 32
+#: Largest size of one dimension (so a shape with a 0 in it cannot ask for more).
+_MAX_DIM = 2**62
+
+
 def parse_infer(body: bytes, header_length: str | None) -> InferRequest:
-    """Decode a ``POST .../infer`` body (JSON, or JSON header + binary tensors)."""
+    """Decode a ``POST .../infer`` body (JSON, or JSON header + binary tensors).
+
+    Every field is checked for its type before it is used, so a malformed request is a
+    400 that names the field (never a 500).
+    """
     import numpy as np
 
     binary = b""
@@ -112,82 +123,133 @@ def parse_infer(body: bytes, header_length: str | None) -> InferRequest:
     if not isinstance(inputs, list) or not inputs:
         raise HTTPProblem(400, "bad_shape", "inputs must be a non-empty list of tensors")
     rid = data.get("id")
-    params = data.get("parameters") or {}
-    if not isinstance(params, dict):
-        raise HTTPProblem(400, "bad_shape", "parameters must be an object")
+    if rid is not None and not isinstance(rid, str):
+        raise HTTPProblem(400, "bad_shape", f"id must be a string, not {echo_text(rid)}")
+    params = _parameters(data.get("parameters"), "parameters")
+    default_binary = _flag(params, "binary_data_output", "parameters", False)
     tensors: list[Tensor] = []
+    seen: set[str] = set()
     offset = 0
     for i, spec in enumerate(inputs):
         if not isinstance(spec, dict):
             raise HTTPProblem(400, "bad_shape", f"inputs[{i}] must be an object")
-        name, datatype, shape = spec.get("name"), spec.get("datatype"), spec.get("shape")
+        name = spec.get("name")
         if not isinstance(name, str) or not name:
-            raise HTTPProblem(400, "bad_shape", f"inputs[{i}].name must be a string")
-        if datatype not in DTYPES:
+            raise HTTPProblem(
+                400,
+                "bad_shape",
+                f"inputs[{i}].name must be a non-empty string, not {echo_text(name)}",
+            )
+        label = f"Input {echo_text(name)}"
+        if name in seen:
+            raise HTTPProblem(400, "bad_shape", f"{label} is given twice")
+        seen.add(name)
+        datatype = spec.get("datatype")
+        if not isinstance(datatype, str) or datatype not in DTYPES:
             raise HTTPProblem(
                 400,
                 "bad_datatype",
-                f"Input {name!r}: datatype {datatype!r} is not one of {', '.join(DTYPES)}",
+                f"{label}: datatype {echo_text(datatype)} is not one of {', '.join(DTYPES)}",
             )
-        if (
-            not isinstance(shape, list)
-            or not shape
-            or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape)
-        ):
-            raise HTTPProblem(
-                400, "bad_shape", f"Input {name!r}: shape must be a list of sizes >= 0"
-            )
+        shape = _shape(spec.get("shape"), label)
         count = 1
         for d in shape:
             count *= d
-        tparams = spec.get("parameters") or {}
-        size = tparams.get("binary_data_size") if isinstance(tparams, dict) else None
+        tparams = _parameters(spec.get("parameters"), f"inputs[{i}].parameters")
+        size = tparams.get("binary_data_size")
         if size is not None:
-            if not isinstance(size, int) or size < 0 or offset + size > len(binary):
+            if (
+                not isinstance(size, int)
+                or isinstance(size, bool)
+                or size < 0
+                or offset + size > len(binary)
+            ):
                 raise HTTPProblem(
                     400,
                     "bad_binary",
-                    f"Input {name!r}: binary_data_size {size!r} does not fit the "
+                    f"{label}: binary_data_size {echo_text(size)} does not fit the "
                     f"{len(binary) - offset} bytes left after the JSON header",
                 )
-            array = _from_binary(np, name, datatype, binary[offset : offset + size], count)
+            array = _from_binary(np, label, datatype, binary[offset : offset + size], count)
             offset += size
         else:
-            array = _from_json(np, name, datatype, spec.get("data"), count)
-        tensors.append(Tensor(name, datatype, shape, array.reshape(shape)))
+            array = _from_json(np, label, datatype, spec.get("data"), count)
+        try:
+            array = array.reshape(shape)
+        except ValueError as exc:
+            raise HTTPProblem(400, "bad_shape", f"{label}: shape {shape}: {exc}") from None
+        tensors.append(Tensor(name, datatype, shape, array))
+    if offset != len(binary):
+        raise HTTPProblem(
+            400,
+            "bad_binary",
+            f"{len(binary) - offset} bytes after the JSON header belong to no input "
+            "(parameters.binary_data_size)",
+        )
     wanted: dict[str, bool] = {}
-    default_binary = bool(params.get("binary_data_output", False))
-    for j, out in enumerate(data.get("outputs") or []):
+    outputs = data.get("outputs")
+    if outputs is not None and not isinstance(outputs, list):
+        raise HTTPProblem(400, "bad_shape", "outputs must be a list of objects with a name")
+    for j, out in enumerate(outputs or []):
         if not isinstance(out, dict) or not isinstance(out.get("name"), str):
             raise HTTPProblem(400, "bad_shape", f"outputs[{j}] must be an object with a name")
-        oparams = out.get("parameters") or {}
-        flag = oparams.get("binary_data", default_binary) if isinstance(oparams, dict) else False
-        wanted[out["name"]] = bool(flag)
-    return InferRequest(
-        id=rid if isinstance(rid, str) else None,
-        inputs=tensors,
-        outputs=wanted,
-        binary_default=default_binary,
-    )
+        oparams = _parameters(out.get("parameters"), f"outputs[{j}].parameters")
+        wanted[out["name"]] = _flag(
+            oparams, "binary_data", f"outputs[{j}].parameters", default_binary
+        )
+    return InferRequest(id=rid, inputs=tensors, outputs=wanted, binary_default=default_binary)
 
 
-def _from_binary(np: Any, name: str, datatype: str, raw: bytes, count: int) -> Any:
+def _parameters(value: Any, where: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise HTTPProblem(400, "bad_shape", f"{where} must be an object, not {echo_text(value)}")
+    return value
+
+
+def _flag(params: dict[str, Any], key: str, where: str, default: bool) -> bool:
+    value = params.get(key, default)
+    if not isinstance(value, bool):
+        raise HTTPProblem(
+            400, "bad_shape", f"{where}.{key} must be true or false, not {echo_text(value)}"
+        )
+    return value
+
+
+def _shape(shape: Any, label: str) -> list[int]:
+    if (
+        not isinstance(shape, list)
+        or not 1 <= len(shape) <= MAX_DIMS
+        or not all(
+            isinstance(d, int) and not isinstance(d, bool) and 0 <= d <= _MAX_DIM for d in shape
+        )
+    ):
+        raise HTTPProblem(
+            400,
+            "bad_shape",
+            f"{label}: shape must be a list of 1 to {MAX_DIMS} sizes >= 0, not {echo_text(shape)}",
+        )
+    return shape
+
+
+def _from_binary(np: Any, label: str, datatype: str, raw: bytes, count: int) -> Any:
     if datatype == "BYTES":
         items: list[str] = []
         pos = 0
         while pos < len(raw):
             if pos + 4 > len(raw):
-                raise HTTPProblem(400, "bad_binary", f"Input {name!r}: truncated BYTES element")
+                raise HTTPProblem(400, "bad_binary", f"{label}: truncated BYTES element")
             (length,) = struct.unpack_from("<I", raw, pos)
             pos += 4
             chunk = raw[pos : pos + length]
             if len(chunk) != length:
-                raise HTTPProblem(400, "bad_binary", f"Input {name!r}: truncated BYTES element")
+                raise HTTPProblem(400, "bad_binary", f"{label}: truncated BYTES element")
             try:
                 items.append(chunk.decode("utf-8"))
             except UnicodeDecodeError:
                 raise HTTPProblem(
-                    400, "bad_binary", f"Input {name!r}: a BYTES element is not UTF-8"
+                    400, "bad_binary", f"{label}: a BYTES element is not UTF-8"
                 ) from None
             pos += length
         arr = np.empty(len(items), dtype=object)
@@ -198,57 +260,89 @@ def _from_binary(np: Any, name: str, datatype: str, raw: bytes, count: int) -> A
             raise HTTPProblem(
                 400,
                 "bad_binary",
-                f"Input {name!r}: {len(raw)} bytes do not hold {count} {datatype} values",
+                f"{label}: {len(raw)} bytes do not hold {count} {datatype} values",
             )
         arr = np.frombuffer(raw, dtype=dtype)
     if len(arr) != count:
-        raise HTTPProblem(
-            400, "bad_shape", f"Input {name!r}: {len(arr)} values do not fill its shape"
-        )
+        raise HTTPProblem(400, "bad_shape", f"{label}: {len(arr)} values do not fill its shape")
     return arr
 
 
-def _from_json(np: Any, name: str, datatype: str, data: Any, count: int) -> Any:
+def _from_json(np: Any, label: str, datatype: str, data: Any, count: int) -> Any:
     if not isinstance(data, list):
-        raise HTTPProblem(400, "bad_shape", f"Input {name!r}: data must be a list")
+        raise HTTPProblem(400, "bad_shape", f"{label}: data must be a list")
     flat = _flatten(data)
     if len(flat) != count:
         raise HTTPProblem(
             400,
             "bad_shape",
-            f"Input {name!r}: {len(flat)} values do not fill its shape ({count} needed)",
+            f"{label}: {len(flat)} values do not fill its shape ({count} needed)",
         )
+    for v in flat:
+        if not _accepts(datatype, v):
+            raise HTTPProblem(
+                400,
+                "bad_datatype",
+                f"{label}: value {echo_text(v)} is not of datatype {datatype}",
+            )
     if datatype == "BYTES":
         arr = np.empty(count, dtype=object)
         arr[:] = flat
         return arr
-    allowed: tuple[type, ...] = (bool,) if datatype == "BOOL" else (int, float)
-    for v in flat:
-        if type(v) not in allowed:
-            raise HTTPProblem(
-                400,
-                "bad_datatype",
-                f"Input {name!r}: value {v!r} is not of datatype {datatype}",
-            )
+    dtype = np.dtype(DTYPES[datatype])
+    if dtype.kind in "iu":
+        info = np.iinfo(dtype)
+        for v in flat:
+            if not info.min <= v <= info.max:
+                raise HTTPProblem(
+                    400,
+                    "bad_datatype",
+                    f"{label}: value {echo_text(v)} does not fit {datatype} "
+                    f"({info.min} to {info.max})",
+                )
+    elif dtype.kind == "f" and datatype != "FP64":
+        limit = float(np.finfo(dtype).max)
+        for v in flat:
+            if abs(v) > limit:
+                raise HTTPProblem(
+                    400,
+                    "bad_datatype",
+                    f"{label}: value {echo_text(v)} does not fit {datatype} (at most {limit:g})",
+                )
     try:
-        return np.array(flat, dtype=np.dtype(DTYPES[datatype]))
-    except (OverflowError, ValueError) as exc:
+        return np.array(flat, dtype=dtype)
+    except (OverflowError, ValueError, TypeError) as exc:
         raise HTTPProblem(
-            400, "bad_datatype", f"Input {name!r}: values do not fit {datatype} ({exc})"
+            400, "bad_datatype", f"{label}: values do not fit {datatype} ({exc})"
         ) from None
 
 
+def _accepts(datatype: str, value: Any) -> bool:
+    """Whether a JSON value can be an element of a ``datatype`` tensor."""
+    if datatype == "BYTES":
+        return value is None or isinstance(value, str)  # null: a missing value
+    if datatype == "BOOL":
+        return type(value) is bool
+    if datatype.startswith(("INT", "UINT")):
+        # An integer, or a number with nothing after the point (3.0): never truncated.
+        return type(value) is int or (type(value) is float and value.is_integer())
+    return type(value) in (int, float)
+
+
 def _flatten(data: list[Any]) -> list[Any]:
-    if not data or not isinstance(data[0], list):
+    """The values of nested lists in row-major order (iteratively: any depth)."""
+    if not any(isinstance(v, list) for v in data):
         return data
     out: list[Any] = []
-    stack = [data]
+    stack: list[Any] = [iter(data)]
     while stack:
-        item = stack.pop()
-        if isinstance(item, list):
-            stack.extend(reversed(item))
-        else:
+        for item in stack[-1]:
+            if isinstance(item, list):
+                stack.append(iter(item))
+                break
             out.append(item)
+        else:
+            stack.pop()
     return out
 
 
@@ -271,7 +365,7 @@ def to_columns(request: InferRequest, signature: Signature) -> dict[str, Any]:
             raise HTTPProblem(
                 400,
                 "bad_shape",
-                f"Input {tensor.name!r}: shape {tensor.shape} is not [N] or [N, 1] (one "
+                f"Input {echo_text(tensor.name)}: shape {tensor.shape} is not [N] or [N, 1] (one "
                 f"tensor per column), nor [N, {len(names)}] (all columns)",
             )
         out[tensor.name] = arr
@@ -300,7 +394,7 @@ def output_tensors(
         raise HTTPProblem(
             400,
             "unknown_output",
-            f"Unknown output {unknown[0]!r}; this model has predict"
+            f"Unknown output {echo_text(unknown[0])}; this model has predict"
             + (" and predict_proba" if probabilities is not None else ""),
         )
     return outs

@@ -26,12 +26,20 @@ class Stores:
 
     @classmethod
     def open(cls, settings: Settings, *, check_schema: bool = True, create: bool = False) -> Stores:
-        """Open both stores. With ``check_schema`` the database must be fully migrated."""
+        """Open both stores. With ``check_schema`` the database must be fully migrated and
+        not bound to another project's artifact store."""
         db = Database(settings.metadata_url, busy_timeout=settings.db_busy_timeout, create=create)
         if check_schema:
             from loopline.store.db.migrate import require_current
+            from loopline.store.db.project import check_binding
 
-            require_current(db)
+            try:
+                require_current(db)
+                with db.read() as conn:
+                    check_binding(conn, db.display_url, settings.artifacts_url)
+            except BaseException:
+                db.dispose()
+                raise
         objects = open_object_store(settings.artifacts_url, s3=settings.s3)
         return cls(settings=settings, db=db, objects=objects, cas=ContentStore(objects))
 

@@ -31,7 +31,8 @@ from typing import IO, TYPE_CHECKING, Any
 import sqlalchemy as sa
 
 from loopline.errors import ParamConflictError, TrackingError
-from loopline.tracking import dialects, signals
+from loopline.store.db import dialects
+from loopline.tracking import signals
 from loopline.tracking.tables import latest_metrics, metrics, params, run_artifacts, run_inputs
 from loopline.tracking.tables import runs as runs_table
 from loopline.tracking.tables import tags as tags_table

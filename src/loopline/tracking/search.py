@@ -20,13 +20,14 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Literal
 
 import sqlalchemy as sa
 
 from loopline.errors import InvalidRunFilterError
-from loopline.tracking import dialects
+from loopline.store.db import dialects
+from loopline.store.db.types import to_utc
 from loopline.tracking.tables import RUN_STATUSES, latest_metrics, params, runs, tags
 
 Kind = Literal["params", "metrics", "tags", "attributes"]
@@ -178,7 +179,7 @@ def _parse_time(flt: Filter) -> datetime:
         raise InvalidRunFilterError(
             flt.text, f"{flt.value!r} is not a date or time (expected ISO 8601, 2025-01-31)"
         ) from None
-    return when if when.tzinfo else when.replace(tzinfo=UTC)
+    return to_utc(when)
 
 
 def parse_sort(expression: str) -> SortKey:

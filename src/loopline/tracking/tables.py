@@ -17,28 +17,32 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 from loopline.store.db.schema import metadata
+from loopline.store.db.types import ID, UTCDateTime
 
 RUN_STATUSES = ("running", "finished", "failed", "killed")
 
-_ID = sa.String(32)
-_BIGINT = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+_RUN_ID = sa.String(32)
 
 
 def _run_fk() -> sa.Column[str]:
-    return sa.Column("run_id", _ID, sa.ForeignKey("ll_runs.id", ondelete="CASCADE"), nullable=False)
+    return sa.Column(
+        "run_id", _RUN_ID, sa.ForeignKey("ll_runs.id", ondelete="CASCADE"), nullable=False
+    )
 
 
 runs = sa.Table(
     "ll_runs",
     metadata,
-    sa.Column("id", _ID, primary_key=True),
+    sa.Column("id", _RUN_ID, primary_key=True),
     sa.Column("experiment", sa.String(255), nullable=False),
     sa.Column("name", sa.String(255), nullable=True),
-    sa.Column("parent_id", _ID, sa.ForeignKey("ll_runs.id", ondelete="SET NULL"), nullable=True),
+    sa.Column(
+        "parent_id", _RUN_ID, sa.ForeignKey("ll_runs.id", ondelete="SET NULL"), nullable=True
+    ),
     sa.Column("status", sa.String(16), nullable=False),
-    sa.Column("start_time", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("end_time", sa.DateTime(timezone=True), nullable=True),
-    sa.Column("heartbeat_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("start_time", UTCDateTime(), nullable=False),
+    sa.Column("end_time", UTCDateTime(), nullable=True),
+    sa.Column("heartbeat_at", UTCDateTime(), nullable=True),
     sa.Column("git_commit", sa.String(64), nullable=True),
     sa.Column("git_dirty", sa.Boolean(), nullable=True),
     sa.Column("source", sa.Text(), nullable=True),
@@ -71,7 +75,7 @@ tags = sa.Table(
 metrics = sa.Table(
     "ll_metrics",
     metadata,
-    sa.Column("id", _BIGINT, primary_key=True, autoincrement=True),
+    sa.Column("id", ID, primary_key=True, autoincrement=True),
     _run_fk(),
     sa.Column("key", sa.String(255), nullable=False),
     sa.Column("step", sa.BigInteger(), nullable=False),
@@ -112,7 +116,7 @@ run_artifacts = sa.Table(
     sa.Column("name", sa.String(512), nullable=False),
     sa.Column("digest", sa.String(64), nullable=False),
     sa.Column("size", sa.BigInteger(), nullable=False),
-    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
     sa.PrimaryKeyConstraint("run_id", "name"),
     sa.Index("ix_ll_run_artifacts_digest", "digest"),
 )

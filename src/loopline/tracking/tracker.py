@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 
 from loopline.errors import RunNotFoundError, TrackingError
-from loopline.tracking import dialects
+from loopline.store.db import dialects
+from loopline.store.db.types import to_utc
 from loopline.tracking.gitinfo import NO_GIT, git_info
 from loopline.tracking.records import (
     MetricPoint,
@@ -329,12 +330,12 @@ def _records(conn: sa.Connection, rows: Sequence[sa.Row[Any]]) -> list[RunRecord
             .where(run_artifacts.c.run_id.in_(chunk))
             .order_by(run_artifacts.c.name)
         ):
-            created = dialects.as_utc(r.created_at)
+            created = to_utc(r.created_at)
             assert created is not None
             artifact_map[r.run_id].append(RunArtifact(r.name, r.digest, int(r.size), created))
     out = []
     for row in rows:
-        start = dialects.as_utc(row.start_time)
+        start = to_utc(row.start_time)
         assert start is not None
         out.append(
             RunRecord(
@@ -344,7 +345,7 @@ def _records(conn: sa.Connection, rows: Sequence[sa.Row[Any]]) -> list[RunRecord
                 status=row.status,
                 parent_id=row.parent_id,
                 start_time=start,
-                end_time=dialects.as_utc(row.end_time),
+                end_time=to_utc(row.end_time),
                 params=param_map[row.id],
                 metrics={k: s.value for k, s in summaries[row.id].items()},
                 tags=tag_map[row.id],
@@ -355,7 +356,7 @@ def _records(conn: sa.Connection, rows: Sequence[sa.Row[Any]]) -> list[RunRecord
                 error=row.error,
                 source=row.source,
                 user=row.user,
-                heartbeat_at=dialects.as_utc(row.heartbeat_at),
+                heartbeat_at=to_utc(row.heartbeat_at),
                 metric_summaries=summaries[row.id],
             )
         )

@@ -255,6 +255,16 @@ def _csv_batches(source: Source, chunk_rows: int) -> Iterator[Any]:
     names = next(csv.reader([first]), [])
     if not names:
         raise BatchInputError(source.name, "the CSV file is empty (no header line)")
+    from loopline.data.csvscan import refuse_unclosed_quotes
+    from loopline.errors import UnterminatedQuoteError
+
+    try:
+        # pyarrow reads an unclosed quote as one value running to the end: rows vanish.
+        refuse_unclosed_quotes(source.opener, source=source.name)
+    except UnterminatedQuoteError as exc:
+        raise BatchInputError(
+            source.name, exc.message.removeprefix(f"{source.name}: "), hint=exc.hint
+        ) from exc
     # A block of about 100 bytes per row: the reader's memory follows the chunk size.
     block = min(max(chunk_rows * 100, 1 << 16), 1 << 26)
     stream = source.opener()

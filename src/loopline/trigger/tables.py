@@ -10,6 +10,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 from loopline.store.db.schema import metadata
+from loopline.store.db.types import ID, UTCDateTime
 
 STATUSES = ("processing", "done", "retry", "failed")
 
@@ -18,7 +19,7 @@ trigger_files = sa.Table(
     metadata,
     sa.Column(
         "id",
-        sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+        ID,
         primary_key=True,
         autoincrement=True,
     ),
@@ -37,9 +38,9 @@ trigger_files = sa.Table(
     sa.Column("rows_scored", sa.BigInteger(), nullable=True),
     sa.Column("rows_invalid", sa.BigInteger(), nullable=True),
     sa.Column("error", sa.Text(), nullable=True),
-    sa.Column("next_attempt_at", sa.DateTime(timezone=True), nullable=True),
-    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("next_attempt_at", UTCDateTime(), nullable=True),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
     sa.UniqueConstraint("source", "key", "etag"),
     sa.Index("ix_ll_trigger_files_source_status", "source", "status"),
 )

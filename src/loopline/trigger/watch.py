@@ -11,7 +11,9 @@ does not know:
    ``*.part``, ``*.tmp``) are ignored, and so is the ``failed/`` prefix;
 2. *claim*: the file is copied to a local temporary file (hashing it), and a ``processing``
    row is inserted in one transaction; the unique ``(source, key, etag)`` makes the claim
-   exclusive;
+   exclusive. The temporary file (``loopline-watch-*.tmp`` in ``TMPDIR``) is named after
+   its watcher's process, so the next watcher removes those a killed one left behind
+   (see :mod:`loopline.store.tempfiles`);
 3. *score*: :func:`~loopline.trigger.batch.score_file` writes the output atomically under
    the destination, with a deterministic name (``<key stem>-<sha256[:12]>.parquet``);
 4. *done*: the row is marked ``done``.
@@ -43,6 +45,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from loopline.errors import ObjectNotFoundError, TriggerError
+from loopline.store import tempfiles
+from loopline.store.db.types import to_utc
 from loopline.trigger.batch import (
     DEFAULT_CHUNK_ROWS,
     INVALID_SUFFIX,
@@ -66,6 +70,9 @@ log = logging.getLogger("loopline.trigger")
 FAILED_PREFIX = "failed/"
 ERROR_SUFFIX = ".error.json"
 _COPY_CHUNK = 1024 * 1024
+#: Names of the temporary copies of inputs, in ``TMPDIR``.
+TEMP_PREFIX = "loopline-watch-"
+TEMP_SUFFIX = ".tmp"
 
 
 @dataclass(frozen=True)
@@ -166,6 +173,7 @@ class Watcher:
         self._finished: set[tuple[str, str]] | None = None
         #: Keys seen but not yet settled at the last poll.
         self.pending: set[str] = set()
+        self._temp_swept = False
 
     # -- running ----------------------------------------------------------------------------
 
@@ -237,7 +245,7 @@ class Watcher:
 
     def _process(self, key: str, info: ObjectInfo) -> FileOutcome | None:
         started = time.perf_counter()
-        temp = Path(tempfile.mkstemp(prefix="loopline-watch-", suffix=".tmp")[1])
+        temp = self._new_temp()
         try:
             sha = self._copy(key, temp)
             try:
@@ -318,6 +326,17 @@ class Watcher:
             rows_invalid=result.rows_invalid,
             seconds=time.perf_counter() - started,
         )
+
+    def _new_temp(self) -> Path:
+        """A private temporary file for one input; the first one also sweeps the stale
+        temporary files of watchers that were killed."""
+        folder = tempfile.gettempdir()
+        if not self._temp_swept:
+            self._temp_swept = True
+            tempfiles.sweep(folder, prefix=TEMP_PREFIX, suffix=TEMP_SUFFIX)
+        fd, name = tempfiles.create(folder, TEMP_PREFIX, TEMP_SUFFIX, mode=0o600)
+        os.close(fd)
+        return Path(name)
 
     def _copy(self, key: str, temp: Path) -> str:
         """Copy the source object to ``temp``; its sha256."""
@@ -410,13 +429,14 @@ class Watcher:
         """Whether an open ledger row may be (re)claimed by this watcher now."""
         now = datetime.now(UTC)
         if row.status == "retry":
-            return row.next_attempt_at is None or _aware(row.next_attempt_at) <= now
+            return row.next_attempt_at is None or to_utc(row.next_attempt_at) <= now
         if row.status == "processing":
             # Our own claims are stale (this process holds none between files); another
             # watcher's only after the lease.
             if row.watcher == self.name:
                 return True
-            return _aware(row.updated_at) + timedelta(seconds=self.lease_s) <= now
+            updated: datetime = row.updated_at
+            return to_utc(updated) + timedelta(seconds=self.lease_s) <= now
         return False
 
     def _mark(
@@ -518,10 +538,6 @@ def _nested_prefix(source: str, dest: str) -> str | None:
     if dest.startswith(source.rstrip("/") + "/"):
         return dest[len(source.rstrip("/")) + 1 :].rstrip("/") + "/"
     return None
-
-
-def _aware(moment: datetime) -> datetime:
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 __all__ = ["FileOutcome", "Watcher"]

@@ -127,6 +127,33 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Project:
     return proj
 
 
+@pytest.fixture(scope="session")
+def broken_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A project with ``churn`` v1 (alias good), v2 with a tampered model file (alias
+    tampered) and v3 whose model file is gone (alias missing)."""
+    path = tmp_path_factory.mktemp("serve-broken")
+    (path / "loopline.toml").write_text(default_toml())
+    settings = settings_for(path, environ={})
+    with Database(settings.metadata_url, create=True) as db:
+        migrate.upgrade(db)
+    (path / ".loopline" / "artifacts").mkdir(parents=True, exist_ok=True)
+    X, y = make_frame()
+    with Stores.open(settings) as stores:
+        reg = Registry(stores)
+        for c in (1.0, 0.3, 0.05):
+            reg.register("churn", make_pipeline(X, y, c), sample=X)
+        for alias, version in (("good", 1), ("tampered", 2), ("missing", 3)):
+            reg.set_alias("churn", alias, version)
+        key = stores.cas.key_for(reg.manifest("churn/2").files["model.skops"].sha256)
+        data = bytearray(stores.objects.get(key))
+        data[len(data) // 2] ^= 0x01
+        stores.objects.put(key, bytes(data))
+        stores.objects.delete(
+            stores.cas.key_for(reg.manifest("churn/3").files["model.skops"].sha256)
+        )
+    return path
+
+
 @dataclass
 class Server:
     url: str
@@ -163,9 +190,15 @@ def start_server(
     logs = tmp_path_factory.mktemp("serve-logs")
 
     def start(
-        ref: str = "churn@prod", *args: str, env: dict[str, str] | None = None, ready: bool = True
+        ref: str = "churn@prod",
+        *args: str,
+        env: dict[str, str] | None = None,
+        ready: bool = True,
+        cwd: Path | None = None,
+        port: int | None = None,
     ) -> Server:
-        port = free_port()
+        """``loopline serve REF --port PORT ARGS`` in ``cwd`` (default: the session project)."""
+        port = free_port() if port is None else port
         environ = {
             **os.environ,
             "LOOPLINE_SERVE_POLL_INTERVAL_S": "0.5",
@@ -174,11 +207,11 @@ def start_server(
             **(env or {}),
         }
         environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
-        log = logs / f"server-{port}.log"
+        log = logs / f"server-{port}-{len(started)}.log"
         with log.open("wb") as out:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "loopline", "serve", ref, "--port", str(port), *args],
-                cwd=project.path,
+                cwd=cwd or project.path,
                 env=environ,
                 stdout=out,
                 stderr=subprocess.STDOUT,

@@ -7,7 +7,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import sqlalchemy as sa
 
 from loopline.data import Datasets
 from loopline.data.schema import DatasetSchema
@@ -17,6 +16,8 @@ from loopline.errors import (
     DatasetNotFoundError,
     DatasetVersionNotFoundError,
     IntegrityError,
+    MixedTypesError,
+    UnterminatedQuoteError,
     ValidationFailedError,
 )
 from loopline.store.db.events import list_events
@@ -137,6 +138,69 @@ def test_not_found_errors_list_what_exists(stores: Stores, frame: pd.DataFrame) 
         ds.add("bad name", frame)
 
 
+def test_a_csv_with_a_quote_never_closed_is_refused_and_nothing_is_stored(
+    stores: Stores, tmp_path: Path
+) -> None:
+    ds = Datasets(stores)
+    broken = tmp_path / "broken.csv"
+    broken.write_text('a,b\n1,"oops\n2,3\n4,5\n')
+    with pytest.raises(UnterminatedQuoteError) as info:
+        ds.add("t", broken)
+    assert info.value.line == 2
+    assert ds.list() == []
+    assert list(stores.cas.digests()) == []
+    good = tmp_path / "good.csv"
+    good.write_text("a,b\n1,x\n2,y\n")
+    ds.add("t", good)
+    with pytest.raises(UnterminatedQuoteError, match="line 2"):
+        ds.validate("t", broken)
+    # The limit on quoted fields reaches the reader, both ways.
+    long = tmp_path / "long.csv"
+    long.write_text('a,b\n1,"' + "z" * 500 + '"\n')
+    with pytest.raises(UnterminatedQuoteError, match="more than 100 bytes"):
+        ds.add("t", long, max_field_bytes=100)
+    with pytest.raises(UnterminatedQuoteError):
+        ds.validate("t", long, max_field_bytes=100)
+    assert ds.add("t", long).version == 2
+
+
+def test_files_are_staged_in_a_folder_that_is_removed(
+    stores: Stores, frame: pd.DataFrame, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import tempfile
+
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    ds = Datasets(stores)
+    frame.to_csv(tmp_path / "churn.csv", index=False)
+    ds.add("churn", tmp_path / "churn.csv")
+    assert ds.validate("churn", tmp_path / "churn.csv").ok
+    mixed = frame.astype({"charges": object})
+    mixed.loc[299, "charges"] = "n/a?"
+    mixed.to_csv(tmp_path / "mixed.csv", index=False)
+    with pytest.raises(MixedTypesError):
+        ds.add("churn", tmp_path / "mixed.csv")
+    assert list(scratch.iterdir()) == []
+
+
+def test_the_same_content_from_any_source_is_the_same_version_and_parquet(
+    stores: Stores, frame: pd.DataFrame, tmp_path: Path
+) -> None:
+    ds = Datasets(stores)
+    frame.to_csv(tmp_path / "churn.csv", index=False)
+    frame.to_parquet(tmp_path / "churn.parquet", row_group_size=7)
+    versions = [
+        ds.add("from_csv", tmp_path / "churn.csv"),
+        ds.add("from_parquet", tmp_path / "churn.parquet"),
+        ds.add("from_frame", frame),
+    ]
+    assert len({v.digest for v in versions}) == 1
+    assert len({v.parquet_digest for v in versions}) == 1
+    assert len({v.profile_digest for v in versions}) == 1
+    pd.testing.assert_frame_equal(ds.load("from_csv"), frame, check_dtype=False)
+
+
 def test_profile_and_schema_are_kept(stores: Stores, frame: pd.DataFrame) -> None:
     ds = Datasets(stores)
     v = ds.add("churn", frame)
@@ -162,36 +226,29 @@ def test_a_corrupted_parquet_blob_is_detected(stores: Stores, frame: pd.DataFram
         ds.load("churn")
 
 
-def test_the_tables_match_their_migration(stores: Stores) -> None:
-    from alembic.autogenerate import compare_metadata
-    from alembic.migration import MigrationContext
-
-    from loopline.data import tables
-    from loopline.store.db.schema import VERSION_TABLE, metadata
-
-    mine = {t.name for t in (tables.datasets, tables.dataset_versions, tables.dataset_splits)}
-    with stores.db.read() as conn:
-        ctx = MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE})
-        diff = compare_metadata(ctx, metadata)
-        present = set(sa.inspect(conn).get_table_names())
-    assert mine <= present
-
-    def table_of(entry: object) -> str | None:
-        # Entries are (op, *args) tuples, or lists of them for column changes.
-        _op, *args = entry[0] if isinstance(entry, list) else entry  # type: ignore[index]
-        for arg in args:
-            if isinstance(arg, sa.Table):
-                return str(arg.name)
-            table = getattr(arg, "table", None)
-            if isinstance(table, sa.Table):
-                return str(table.name)
-        # modify_* entries: (op, schema, table name, column name, ...)
-        return args[1] if len(args) > 1 and isinstance(args[1], str) else None
-
-    assert [d for d in diff if table_of(d) in mine] == []
-
-
 @pytest.mark.s3
+def test_adding_the_same_data_again_repairs_its_blobs(stores: Stores, frame: pd.DataFrame) -> None:
+    ds = Datasets(stores)
+    first = ds.add("churn", frame)
+    for digest in (first.parquet_digest, first.profile_digest):
+        key = stores.cas.key_for(digest)
+        data = stores.objects.get(key)
+        stores.objects.put(key, data[:-1] + bytes([data[-1] ^ 1]))  # same size, one bit
+    with pytest.raises(IntegrityError):
+        ds.load("churn")
+    again = ds.add("churn", frame)
+    assert again.created is False
+    assert again.version == first.version
+    loaded = ds.load("churn")
+    assert list(loaded.columns) == list(frame.columns)
+    assert len(loaded) == len(frame)
+    stores.cas.verify(again.parquet_digest)
+    stores.cas.verify(again.profile_digest)
+    stores.objects.delete(stores.cas.key_for(again.parquet_digest))
+    assert ds.add("churn", frame).version == first.version
+    stores.cas.verify(ds.get("churn").parquet_digest)
+
+
 def test_add_and_load_on_s3(s3_stores: Stores, frame: pd.DataFrame) -> None:
     ds = Datasets(s3_stores)
     v = ds.add("churn", frame)

@@ -6,9 +6,12 @@ import gzip
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
 
+from loopline.data import csvfile
+from loopline.data.content import normalise_table, table_digest
 from loopline.data.ingest import read_source
 from loopline.errors import (
     DataArgumentError,
@@ -20,6 +23,7 @@ from loopline.errors import (
     MalformedRowsError,
     MixedTypesError,
     SourceNotFoundError,
+    UnterminatedQuoteError,
 )
 
 
@@ -255,7 +259,196 @@ def test_ingest_errors_share_one_family() -> None:
         FormatMismatchError,
         EncodingError,
         MalformedRowsError,
+        UnterminatedQuoteError,
         MixedTypesError,
         DuplicateColumnsError,
     ):
         assert issubclass(cls, IngestError)
+
+
+# -- quotes ----------------------------------------------------------------------------------
+
+
+def test_a_quote_never_closed_is_refused_with_the_line_it_opened_on(tmp_path: Path) -> None:
+    # pyarrow alone reads this as one row whose "b" holds the rest of the file.
+    path = write(tmp_path, "q.csv", 'a,b\n1,"oops\n2,3\n4,5\n')
+    with pytest.raises(UnterminatedQuoteError) as info:
+        read_source(path)
+    err = info.value
+    assert (err.line, err.byte_offset, err.unterminated) == (2, 6, True)
+    assert "quote on line 2 (byte offset 6) that opens a field and is never closed" in str(err)
+    assert str(path.resolve()) in str(err)
+
+
+@pytest.mark.parametrize(
+    ("text", "line"),
+    [
+        ('a,b\n1,"2', 2),  # the value would even be a number
+        ('a,b\r\n1,x\r\n2,"y\r\n3,z\r\n', 3),
+        ('a,b\n1,"x ""quoted"" \n2,3\n', 2),  # escaped quotes do not close it
+        ('a,b\n1,x"y\n"2,3\n4,5\n', 3),  # a quote inside a field is only a character
+        ('"a,b\n1,2\n', 1),
+    ],
+)
+def test_unclosed_quotes_anywhere(tmp_path: Path, text: str, line: int) -> None:
+    with pytest.raises(UnterminatedQuoteError) as info:
+        read_source(write(tmp_path, "q.csv", text))
+    assert info.value.line == line
+
+
+def test_a_quoted_field_longer_than_the_limit(tmp_path: Path) -> None:
+    # An opening quote that a later one closes: the field swallows lines 2 to 40.
+    text = 'id,note\n1,"forgot to close\n' + "2,fine\n" * 38 + '3,"x"\n4,y\n'
+    path = write(tmp_path, "long.csv", text)
+    with pytest.raises(UnterminatedQuoteError) as info:
+        read_source(path, max_field_bytes=100)
+    err = info.value
+    assert (err.line, err.unterminated) == (2, False)
+    assert "opens on line 2" in str(err)
+    assert "more than 100 bytes" in str(err)
+    assert "max_field_bytes" in (err.hint or "")
+    # Under the default limit (1 MiB) the same file reads as pyarrow reads it: rows 2 to
+    # 40 become part of the first row's note.
+    assert read_source(path).table.column("id").to_pylist() == [1, 4]
+    with pytest.raises(DataArgumentError, match="max_field_bytes"):
+        read_source(path, max_field_bytes=0)
+
+
+def test_the_default_limit_refuses_a_megabyte_field_and_can_be_raised(tmp_path: Path) -> None:
+    big = "x" * (csvfile.DEFAULT_MAX_FIELD_BYTES + 10)
+    path = write(tmp_path, "big.csv", f'a,b\n1,"{big}"\n2,y\n')
+    with pytest.raises(UnterminatedQuoteError, match="more than 1,048,576 bytes"):
+        read_source(path)
+    table = read_source(path, max_field_bytes=2 * len(big)).table
+    assert table.column("b").to_pylist() == [big, "y"]
+
+
+def test_lines_longer_than_a_block_are_read(tmp_path: Path, small_blocks: None) -> None:
+    long = "y" * 50_000  # blocks are 4 KiB here
+    rows = [
+        f'{k},"{long if k == 7 else f"text {k}"}",{long if k == 9 else "word"}' for k in range(20)
+    ]
+    t = read_source(write(tmp_path, "long.csv", "a,b,c\n" + "\n".join(rows) + "\n")).table
+    assert t.column("b").to_pylist()[7] == long
+    assert t.column("c").to_pylist()[9] == long
+    assert t.column("a").to_pylist() == list(range(20))
+
+
+def test_quoted_fields_that_close_still_read(tmp_path: Path) -> None:
+    text = (
+        'id,text,size\r\n1,"he said ""hi""\r\nand left",3\r\n2,5" pipe,4\r\n3,"",5\r\n4,"a,b",6\r\n'
+    )
+    t = read_source(write(tmp_path, "ok.csv", text)).table
+    assert t.column("text").to_pylist() == ['he said "hi"\r\nand left', '5" pipe', None, "a,b"]
+    assert t.column("size").to_pylist() == [3, 4, 5, 6]
+
+
+def test_an_unclosed_quote_in_compressed_or_latin1_text(tmp_path: Path) -> None:
+    text = 'a,b\n1,x\n2,"never\n3,y\n'
+    with pytest.raises(UnterminatedQuoteError) as info:
+        read_source(write(tmp_path, "q.csv.gz", gzip.compress(text.encode())))
+    assert info.value.line == 3
+    latin = write(tmp_path, "l.csv", 'a,b\nJos\xe9,"M\xe1laga\n'.encode("latin-1"))
+    with pytest.raises(UnterminatedQuoteError) as info:
+        read_source(latin, encoding="latin-1")
+    assert info.value.line == 2
+    utf16 = write(tmp_path, "u.csv", 'a,b\n1,"x\n'.encode("utf-16"))
+    with pytest.raises(UnterminatedQuoteError) as info:
+        read_source(utf16, encoding="utf-16")
+    assert (info.value.line, info.value.byte_offset) == (2, None)
+
+
+# -- files read in blocks ----------------------------------------------------------------------
+
+
+@pytest.fixture
+def small_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Blocks of 4 KiB, so that a small file spans many blocks."""
+    monkeypatch.setattr(csvfile, "BLOCK_BYTES", 4096)
+    monkeypatch.setattr(csvfile, "COUNT_ROWS", 1000)
+
+
+def whole_file(path: Path) -> pa.Table:
+    """The table pyarrow's whole-file reader makes (the types every version was read with)."""
+    table = pacsv.read_csv(
+        path,
+        parse_options=pacsv.ParseOptions(newlines_in_values=True),
+        convert_options=pacsv.ConvertOptions(strings_can_be_null=True),
+    )
+    return normalise_table(table)[0]
+
+
+def test_types_come_from_the_whole_file_not_the_first_block(
+    tmp_path: Path, small_blocks: None
+) -> None:
+    rows = 3000
+    late = rows - 5
+    lines = ["ints,late_float,late_value,bits,when,stamp,code"]
+    for k in range(rows):
+        lines.append(
+            ",".join(
+                [
+                    str(k),
+                    "2.5" if k == late else str(k),
+                    "7" if k == late else "",
+                    "true" if k == late else str(k % 2),
+                    "2024-01-02 10:30:00" if k == late else "2024-01-02",
+                    f"2024-01-02T10:00:00.{k % 10}",
+                    "0x1F" if k == late else str(k),
+                ]
+            )
+        )
+    path = write(tmp_path, "late.csv", "\n".join(lines) + "\n")
+    got = read_source(path).table
+    want = whole_file(path)
+    assert got.schema == want.schema
+    assert [str(t) for t in got.schema.types] == [
+        "int64",
+        "double",
+        "int64",
+        "bool",
+        "timestamp[us]",
+        "timestamp[us]",
+        "int64",
+    ]
+    assert table_digest(got) == table_digest(want)
+
+
+def test_sub_microsecond_timestamps_late_in_the_file_keep_nanoseconds(
+    tmp_path: Path, small_blocks: None
+) -> None:
+    lines = ["at"] + [f"2024-01-02T10:00:00.{k % 10}" for k in range(2000)]
+    lines.append("2024-01-02T10:00:00.123456789")
+    path = write(tmp_path, "ns.csv", "\n".join(lines) + "\n")
+    got = read_source(path).table
+    assert str(got.schema.field("at").type) == "timestamp[ns]"
+    assert table_digest(got) == table_digest(whole_file(path))
+
+
+def test_a_late_text_value_in_a_number_column_names_its_line(
+    tmp_path: Path, small_blocks: None
+) -> None:
+    path = write(tmp_path, "m.csv", numbers_csv(3000, bad={2990: "n.a.", 2995: "abc"}))
+    with pytest.raises(MixedTypesError) as info:
+        read_source(path)
+    err = info.value
+    assert err.column == "amount"
+    assert err.count == 2
+    assert err.examples == [(2990, 2992, "n.a."), (2995, 2997, "abc")]
+    assert "2 of its 3,000 values are not numbers" in str(err)
+
+
+def test_late_problems_are_found_over_the_whole_file(tmp_path: Path, small_blocks: None) -> None:
+    text = numbers_csv(3000) + "1,2\n" + numbers_csv(10).split("\n", 1)[1]
+    with pytest.raises(MalformedRowsError) as info:
+        read_source(write(tmp_path, "bad.csv", text))
+    assert info.value.lines[0][:2] == (3002, 2)
+    forced = numbers_csv(3000, bad={2999: "x"})
+    with pytest.raises(MixedTypesError) as info:
+        read_source(write(tmp_path, "forced.csv", forced), dtypes={"amount": "float"})
+    assert info.value.examples == [(2999, 3001, "x")]
+    assert "is read as float, but 1 of its 3,000 values are not numbers" in str(info.value)
+    latin = numbers_csv(3000).replace("2999,", "2999,Jos\xe9").encode("latin-1")
+    with pytest.raises(EncodingError) as enc:
+        read_source(write(tmp_path, "enc.csv", latin))
+    assert enc.value.line == 3001

@@ -224,3 +224,30 @@ def test_normalise_keeps_sub_microsecond_timestamps() -> None:
     whole = pa.array([1000, 2000], pa.timestamp("ns"))
     table, _ = normalise_table(pa.table({"t": whole}))
     assert str(table.column("t").type) == "timestamp[us]"
+
+
+def test_a_parquet_file_is_read_in_batches_with_whole_column_units(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from loopline.data import ingest
+
+    monkeypatch.setattr(ingest, "PARQUET_BATCH_ROWS", 10)
+    # Whole microseconds in the first batches; one value needs nanoseconds at the end.
+    ns = [k * 1000 for k in range(95)] + [95_001]
+    table = pa.table({"t": pa.array(ns, pa.timestamp("ns")), "x": list(range(96))})
+    pq.write_table(table, tmp_path / "ns.parquet", row_group_size=10)
+    got = read_source(tmp_path / "ns.parquet").table
+    assert str(got.column("t").type) == "timestamp[ns]"
+    assert got.column("t").to_pylist() == table.column("t").to_pylist()
+    assert table_digest(got) == table_digest(normalise_table(table)[0])
+    whole = pa.table({"t": pa.array(ns[:95], pa.timestamp("ns"))})
+    pq.write_table(whole, tmp_path / "us.parquet", row_group_size=10)
+    assert str(read_source(tmp_path / "us.parquet").table.column("t").type) == "timestamp[us]"
+    # Forced dtypes are checked over every batch, and name the rows of the whole file.
+    stamps = pa.table(
+        {"d": pa.array([dt.datetime(2024, 1, 1)] * 25 + [dt.datetime(2024, 1, 2, 9)])}
+    )
+    pq.write_table(stamps, tmp_path / "d.parquet", row_group_size=10)
+    with pytest.raises(MixedTypesError, match="1 timestamps have a time of day") as info:
+        read_source(tmp_path / "d.parquet", dtypes={"d": "date"})
+    assert info.value.examples[0][0] == 25

@@ -181,3 +181,85 @@ def test_promotion_refused_in_python(project: tuple[Path, Stores]) -> None:
     with pytest.raises(PromotionRefusedError):
         reg.promote("loans", dummy, "production", check=check)
     assert reg.resolve("loans@production").version == good
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ('criteria = ["roc_auc >= "]', "criteria[0]"),
+        ('criteria = ["roc_auc >> 0.7"]', "criteria[0]"),
+        ('criteria = ["roc_auc >= 0.6"]\nthreshold = "abc"', "threshold"),
+        ('criteria = ["roc_auc >= 0.6"]\nthreshold = 1.5', "threshold"),
+        ('criteria = ["roc_auc >= 0.6"]\nif_no_champion = "Fail"', "'pass', 'fail'"),
+        ('criteria = ["roc_auc >= 0.6"]\nsplit = "tset"', "did you mean 'test'"),
+        ('criteria = ["roc_auc >= 0.6"]\nholdout = "loans@x"', "NAME@VERSION"),
+        ('criteria = ["roc_auc >= 0.6"]\ncandidat = "latest"', "did you mean 'candidate'"),
+    ],
+)
+def test_a_broken_gate_table_is_a_configuration_error(
+    tmp_path: Path, line: str, message: str
+) -> None:
+    report = init_project(tmp_path / "p")
+    toml = report.project_dir / "loopline.toml"
+    toml.write_text(toml.read_text() + f"\n[gates.loans]\n{line}\n")
+    with pytest.raises(ConfigError) as err:
+        gate_configs(settings_for(report.project_dir, environ={}))
+    assert message in str(err.value)
+
+
+def test_check_exits_2_on_a_broken_gate_file_and_1_on_a_failing_model(
+    project: tuple[Path, Stores],
+) -> None:
+    from loopline.registry import Registry
+
+    root, stores = project
+    dummy = _register(stores, good=False)
+    Registry(stores).set_alias("loans", "challenger", dummy)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LOOPLINE_", "AWS_"))}
+
+    def check() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "loopline", "check"],
+            cwd=root,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    toml = root / "loopline.toml"
+    good_toml = toml.read_text()
+    failing = check()
+    assert failing.returncode == 1, failing.stderr  # a failing model
+
+    toml.write_text(good_toml.replace('"roc_auc >= 0.65"', '"roc_auc >= "'))
+    broken = check()
+    assert broken.returncode == 2, broken.stderr
+    assert broken.stderr.startswith("error:")
+    assert "criteria[0]" in broken.stderr
+
+    toml.write_text(good_toml.replace('holdout = "loans"', 'holdout = "lonas"'))
+    misspelt = check()
+    assert misspelt.returncode == 2, misspelt.stderr
+    assert "Did you mean 'loans'" in misspelt.stderr
+
+    toml.write_text(good_toml.replace('holdout = "loans"', 'holdout = "loans@1"'))
+    pinned = check()
+    assert pinned.returncode == 1, pinned.stderr  # the model still fails, on version 1
+    assert "loans/1" in pinned.stdout or "loans@1" in pinned.stdout or "v1" in pinned.stdout
+
+
+def test_gate_without_split_takes_all_rows(project: tuple[Path, Stores]) -> None:
+    from loopline.loop.gates import GateConfig
+
+    _, stores = project
+    version = _register(stores, good=True)
+    from loopline.registry import Registry
+
+    reg = Registry(stores)
+    config = GateConfig("loans", ("roc_auc >= 0.5",), holdout="loans", target="default")
+    result = check_candidate(stores, config, reg.get("loans", version), registry=reg)
+    assert result.data_ref == "loans@1" or (result.data_ref or "").startswith("loans")
+    assert "#split" not in (result.data_ref or "")
+    assert result.candidate_eval is not None
+    assert result.candidate_eval.n_rows == 1_500

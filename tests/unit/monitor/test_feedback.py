@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from loopline.errors import FeedbackError
+from loopline.errors import FeedbackError, UnterminatedQuoteError
 from loopline.monitor.feedback import FeedbackStore, parse_feedback, read_feedback_file
 from loopline.monitor.predictions import IndexEntry, PredictionIndex
 from loopline.store.db import migrate
@@ -50,6 +50,22 @@ def test_parse_shapes_and_invalid_entries() -> None:
     assert label[0].label == 2
     with pytest.raises(FeedbackError):
         parse_feedback([])
+
+
+def test_rows_past_64_bits_and_deeply_nested_labels_are_invalid_entries() -> None:
+    deep: object = 1
+    for _ in range(5_000):
+        deep = [deep]
+    items, invalid = parse_feedback(
+        [
+            {"request_id": "a", "row": 10296170768595521536, "label": 1},
+            {"request_id": "b", "label": deep},
+            {"request_id": "c", "row": 2**63 - 1, "label": 0},
+        ]
+    )
+    assert [(i.request_id, i.row) for i in items] == [("c", 2**63 - 1)]
+    assert [r.request_id for r in invalid] == ["a", "b"]
+    assert all(len(r.message or "") < 1_500 for r in invalid)
 
 
 def test_statuses_stored_duplicate_updated_unknown_invalid_late(db: Database) -> None:
@@ -99,4 +115,7 @@ def test_import_csv_and_jsonl(db: Database, tmp_path: Path) -> None:
     (tmp_path / "bad.csv").write_text("id,y\n1,2\n")
     with pytest.raises(FeedbackError, match="request_id"):
         read_feedback_file(tmp_path / "bad.csv")
+    (tmp_path / "quote.csv").write_text('request_id,label\na,"1\nb,0\n')
+    with pytest.raises(UnterminatedQuoteError, match="line 2"):
+        read_feedback_file(tmp_path / "quote.csv")
     time.sleep(0)

@@ -255,6 +255,39 @@ def test_rollback_walks_back_through_the_holders(
     assert actions == ["promote", "promote", "promote", "rollback", "rollback", "set", "rollback"]
 
 
+class _SkewedClock(datetime):
+    """``datetime`` whose ``now`` runs ten minutes behind: a client with a wrong clock."""
+
+    @classmethod
+    def now(cls, tz: Any = None) -> Any:
+        return datetime.now(tz) - timedelta(minutes=10)
+
+
+def test_alias_history_follows_the_database_not_a_skewed_client_clock(
+    reg: Registry, tiny: tuple[Any, pd.DataFrame], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import loopline.registry.aliases as aliases_module
+    import loopline.store.db.dialects as dialects_module
+
+    register_n(reg, tiny, 3)
+    reg.set_alias("churn", "production", 1)
+    with monkeypatch.context() as m:
+        # The second move comes from a client whose clock is ten minutes behind.
+        m.setattr(aliases_module, "datetime", _SkewedClock, raising=False)
+        m.setattr(dialects_module, "datetime", _SkewedClock)
+        reg.set_alias("churn", "production", 2)
+    reg.set_alias("churn", "production", 3)
+
+    moves = reg.alias_history("churn", "production")
+    assert [(m.from_version, m.to_version) for m in moves] == [(None, 1), (1, 2), (2, 3)]
+    assert reg.rollback("churn", "production").to_version == 2
+    if reg.stores.db.url.startswith("postgresql"):
+        # Stamped by the server's clock: the skewed client left no trace in the times.
+        skewed = moves[1].at
+        assert abs((skewed - datetime.now(UTC)).total_seconds()) < 300
+        assert moves[0].at <= moves[1].at <= moves[2].at
+
+
 def test_traffic_split_is_read_and_changed_in_place(
     reg: Registry, tiny: tuple[Any, pd.DataFrame]
 ) -> None:
@@ -301,3 +334,67 @@ def test_traffic_split_is_read_and_changed_in_place(
     with reg.stores.db.read() as conn:
         kinds = [e.detail.get("percent") for e in list_events(conn, kind="model.traffic")]
     assert kinds == [0.0, 50.0, 10.0]
+
+
+def test_alias_moves_are_compare_and_set_when_asked(
+    reg: Registry, tiny: tuple[Any, pd.DataFrame]
+) -> None:
+    from loopline.errors import ConflictError
+
+    register_n(reg, tiny, 3)
+    reg.set_alias("churn", "production", 1, expect=None)  # "nobody holds it yet"
+    with pytest.raises(ConflictError, match="expected none, found version 1"):
+        reg.set_alias("churn", "production", 2, expect=None)
+    reg.set_alias("churn", "production", 2, expect=1)
+    with pytest.raises(ConflictError) as err:
+        reg.set_alias("churn", "production", 3, expect=1)  # someone moved it to 2 meanwhile
+    assert (err.value.expected, err.value.actual) == (1, 2)
+    assert reg.resolve("churn@production").version == 2
+    with pytest.raises(ConflictError):
+        reg.rollback("churn", "production", expect=3)
+    assert reg.rollback("churn", "production", expect=2).to_version == 1
+    with pytest.raises(ConflictError):
+        reg.promote("churn", 3, "production", expect=2)
+    assert reg.promote("churn", 3, "production", expect=1).to_version == 3
+
+
+def test_a_promotion_whose_champion_moved_during_its_check_changes_nothing(
+    reg: Registry, tiny: tuple[Any, pd.DataFrame]
+) -> None:
+    from loopline.errors import ConflictError
+
+    register_n(reg, tiny, 3)
+    reg.set_alias("churn", "production", 1)
+    seen: list[int | None] = []
+
+    def slow_check(candidate: ModelVersion, champion: ModelVersion | None) -> Verdict:
+        seen.append(None if champion is None else champion.version)
+        # A person promotes version 2 by hand while this check evaluates.
+        reg.set_alias("churn", "production", 2, reason="by hand")
+        return Verdict(True)
+
+    with pytest.raises(ConflictError):
+        reg.promote("churn", 3, "production", check=slow_check)
+    assert seen == [1]
+    assert reg.resolve("churn@production").version == 2  # the person's move stands
+    assert [m.to_version for m in reg.alias_history("churn", "production")] == [1, 2]
+
+
+def test_traffic_splits_are_compare_and_set_when_asked(
+    reg: Registry, tiny: tuple[Any, pd.DataFrame]
+) -> None:
+    from loopline.errors import ConflictError
+
+    register_n(reg, tiny, 2)
+    reg.set_alias("churn", "production", 1)
+    first = reg.set_traffic("churn", "churn/2", 10, expect=None)
+    with pytest.raises(ConflictError, match="expected none"):
+        reg.set_traffic("churn", "churn/2", 50, expect=None)
+    wider = reg.set_traffic("churn", "churn/2", 50, expect=first)
+    with pytest.raises(ConflictError, match="10% canary"):
+        reg.clear_traffic("churn", expect=first)
+    split = reg.traffic("churn")
+    assert split is not None
+    assert split.percent == 50
+    assert reg.clear_traffic("churn", expect=wider) is True
+    assert reg.traffic("churn") is None

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
+import os
 import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import IO
 
 import pytest
 
@@ -17,8 +20,9 @@ from loopline.errors import (
     InvalidKeyError,
     ObjectNotFoundError,
     ObjectStoreError,
+    StoreFullError,
 )
-from loopline.store.objects import ContentStore, ObjectStore, open_object_store
+from loopline.store.objects import ContentStore, ObjectInfo, ObjectStore, open_object_store
 from loopline.store.objects import cas as cas_module
 from loopline.store.objects.memory import MemoryObjectStore
 
@@ -267,7 +271,206 @@ def test_over_s3(s3_url: str, s3_settings: S3Settings, tmp_path: Path) -> None:
     cas.get_to_file(digest, tmp_path / "copy")
     assert (tmp_path / "copy").read_bytes() == PAYLOAD
     _tamper(cas, digest, _flip_one_byte(PAYLOAD, 10))
+    # A put of existing content of the right size costs no download on S3 ...
+    assert cas.put(PAYLOAD) == digest
+    # ... the read finds the corruption, and removes the copy so the next put repairs it.
     with pytest.raises(IntegrityError):
         cas.get(digest)
+    assert not cas.exists(digest)
+    assert cas.put(PAYLOAD) == digest
+    assert cas.get(digest) == PAYLOAD
+    _tamper(cas, digest, _flip_one_byte(PAYLOAD, 11))
     with pytest.raises(IntegrityError):
         cas.verify(digest)
+    assert not cas.exists(digest)
+
+
+# -- repair by the next put, at the cost of a read ------------------------------------------
+
+
+def _put_by(how: str, cas: ContentStore, tmp_path: Path) -> str:
+    if how == "bytes":
+        return cas.put(PAYLOAD)
+    if how == "stream":
+        return cas.put(io.BytesIO(PAYLOAD))
+    source = tmp_path / "payload.bin"
+    source.write_bytes(PAYLOAD)
+    return cas.put_file(source)
+
+
+@pytest.mark.parametrize("how", ["bytes", "stream", "file"])
+def test_a_corrupt_copy_of_the_right_size_is_repaired_by_the_next_put(
+    cas: ContentStore, tmp_path: Path, how: str
+) -> None:
+    digest = cas.put(PAYLOAD)
+    _tamper(cas, digest, _flip_one_byte(PAYLOAD, len(PAYLOAD) // 2))  # same size
+    again = ContentStore(cas.store)  # another process: nothing remembered
+    assert _put_by(how, again, tmp_path) == digest
+    assert again.get(digest) == PAYLOAD
+    assert cas.get(digest) == PAYLOAD
+
+
+class CountingStore:
+    """An ObjectStore that counts writes and reads, and can report a frozen etag."""
+
+    def __init__(self, inner: ObjectStore, frozen_etag: str | None = None) -> None:
+        self.inner = inner
+        self.frozen_etag = frozen_etag
+        self.puts = 0
+        self.opens = 0
+
+    @property
+    def url(self) -> str:
+        return self.inner.url
+
+    def put(self, key: str, data: bytes | IO[bytes]) -> int:
+        self.puts += 1
+        return self.inner.put(key, data)
+
+    def open(self, key: str) -> IO[bytes]:
+        self.opens += 1
+        return self.inner.open(key)
+
+    def stat(self, key: str) -> ObjectInfo:
+        info = self.inner.stat(key)
+        if self.frozen_etag is None:
+            return info
+        return ObjectInfo(info.key, info.size, self.frozen_etag)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.inner, name)
+
+
+def test_an_intact_copy_costs_a_read_once_and_never_a_write(store: ObjectStore) -> None:
+    digest = ContentStore(store).put(PAYLOAD)
+    counting = CountingStore(store)
+    cas = ContentStore(counting)
+    assert cas.put(PAYLOAD) == digest
+    assert (counting.puts, counting.opens) == (0, 1)  # verified by reading, not rewritten
+    assert cas.put(io.BytesIO(PAYLOAD)) == digest
+    assert cas.put(PAYLOAD) == digest
+    assert (counting.puts, counting.opens) == (0, 1)  # remembered as intact: a stat only
+
+
+def test_a_copy_changed_after_it_was_verified_is_checked_again(store: ObjectStore) -> None:
+    cas = ContentStore(store)
+    digest = cas.put(PAYLOAD)
+    assert cas.put(PAYLOAD) == digest  # verified and remembered
+    _tamper(cas, digest, _flip_one_byte(PAYLOAD, 3))  # a new etag
+    assert cas.put(PAYLOAD) == digest
+    assert cas.get(digest) == PAYLOAD
+
+
+def _read_through(cas: ContentStore, digest: str, how: str) -> None:
+    if how == "get":
+        cas.get(digest)
+    elif how == "verify":
+        cas.verify(digest)
+    else:
+        with cas.open(digest) as reader:
+            reader.read()
+
+
+@pytest.mark.parametrize("read", ["get", "open", "verify"])
+def test_a_failed_read_forgets_that_the_copy_was_intact(store: ObjectStore, read: str) -> None:
+    # Bit rot that leaves the etag as it was: only reading the content can tell.
+    counting = CountingStore(store, frozen_etag="unchanged")
+    cas = ContentStore(counting)
+    digest = cas.put(PAYLOAD)
+    assert cas.put(PAYLOAD) == digest  # remembered as intact under the etag "unchanged"
+    store.put(cas.key_for(digest), _flip_one_byte(PAYLOAD, 7))
+    with pytest.raises(IntegrityError):
+        _read_through(cas, digest, read)
+    writes = counting.puts
+    assert cas.put(PAYLOAD) == digest
+    assert counting.puts == writes + 1  # checked again, found corrupt, rewritten
+    assert cas.get(digest) == PAYLOAD
+
+
+def test_discard_removes_a_blob_so_the_next_put_writes_it(cas: ContentStore) -> None:
+    digest = cas.put(PAYLOAD)
+    cas.discard(digest)
+    assert not cas.exists(digest)
+    assert cas.put(PAYLOAD) == digest
+    assert cas.get(digest) == PAYLOAD
+
+
+# -- a full disk ---------------------------------------------------------------------------
+
+
+def _local_cas(tmp_path: Path) -> tuple[ContentStore, Path]:
+    root = tmp_path / "objects"
+    return ContentStore(open_object_store(str(root))), root
+
+
+def test_a_full_disk_raises_store_full_and_leaves_nothing_visible(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from loopline.store.objects import local
+
+    cas, root = _local_cas(tmp_path)
+    kept = cas.put(b"written before the disk filled up")
+    real_write = local._write_chunk
+    budget = [64 * 1024]
+
+    def write_until_full(fd: int, view: memoryview) -> int:
+        if len(view) > budget[0]:
+            real_write(fd, view[: budget[0]])  # a partial temporary file, then ENOSPC
+            raise OSError(errno.ENOSPC, "No space left on device")
+        budget[0] -= len(view)
+        return real_write(fd, view)
+
+    monkeypatch.setattr(local, "_write_chunk", write_until_full)
+    for data in (PAYLOAD * 4, io.BytesIO(PAYLOAD * 4)):
+        with pytest.raises(StoreFullError) as info:
+            cas.put(data)
+        assert "ENOSPC" in info.value.reason
+        assert str(root) in str(info.value)
+        assert not cas.exists(hashlib.sha256(PAYLOAD * 4).hexdigest())
+        assert list(cas.digests()) == [kept]
+        assert os.listdir(root / ".tmp") == []
+    monkeypatch.setattr(local, "_write_chunk", real_write)
+    assert cas.get(kept) == b"written before the disk filled up"
+    digest = cas.put(PAYLOAD * 4)  # space again: it works
+    assert cas.get(digest) == PAYLOAD * 4
+
+
+def test_a_full_temporary_folder_raises_store_full(
+    cas: ContentStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    class FullSpool(io.BytesIO):
+        def __init__(self, max_size: int = 0) -> None:
+            super().__init__()
+
+        def write(self, data: object) -> int:
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(cas_module.tempfile, "SpooledTemporaryFile", FullSpool)
+    with pytest.raises(StoreFullError) as info:
+        cas.put(io.BytesIO(PAYLOAD))
+    message = str(info.value)
+    for part in ("temporary folder", "ENOSPC", "TMPDIR", "nothing was stored"):
+        assert part in message
+    assert list(cas.store.list()) == []
+
+
+def test_an_unreadable_copy_is_written_afresh(
+    store: ObjectStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cas = ContentStore(store)
+    digest = cas.put(PAYLOAD)
+    real_open = store.open
+
+    class FailingRead(io.RawIOBase):
+        def readable(self) -> bool:
+            return True
+
+        def readinto(self, buffer: bytearray | memoryview) -> int:
+            raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(store, "open", lambda key: FailingRead())
+    counting = CountingStore(store)
+    assert ContentStore(counting).put(PAYLOAD) == digest
+    assert counting.puts == 1
+    monkeypatch.setattr(store, "open", real_open)
+    assert cas.get(digest) == PAYLOAD

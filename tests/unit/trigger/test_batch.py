@@ -119,6 +119,14 @@ def test_a_missing_column_stops_the_run(stores: Stores, tmp_path: Path) -> None:
     assert not (tmp_path / "out.csv").exists()
 
 
+def test_an_unclosed_quote_stops_the_run_with_its_line(stores: Stores, tmp_path: Path) -> None:
+    (tmp_path / "in.csv").write_text('x1,x2\n1,"2\n3,4\n5,6\n', encoding="utf-8")
+    with pytest.raises(BatchInputError, match="line 2") as err:
+        predict_file(stores, REF, tmp_path / "in.csv", tmp_path / "out.csv")
+    assert "never closed" in str(err.value)
+    assert not (tmp_path / "out.csv").exists()
+
+
 def test_unknown_extensions_are_refused(stores: Stores, tmp_path: Path) -> None:
     (tmp_path / "in.txt").write_text("x1,x2\n1,2\n", encoding="utf-8")
     with pytest.raises(BatchInputError, match="neither CSV nor Parquet"):

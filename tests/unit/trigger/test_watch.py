@@ -145,15 +145,3 @@ def test_watching_an_s3_prefix(
     watcher.close()
     keys = [o["Key"] for o in client.list_objects_v2(Bucket=s3_bucket, Prefix="out/")["Contents"]]
     assert keys == [f"out/{outcome.output_key}"]
-
-
-def test_the_migration_creates_the_declared_table(db_stores: Stores) -> None:
-    from alembic.autogenerate import compare_metadata
-    from alembic.migration import MigrationContext
-
-    from loopline.store.db.schema import VERSION_TABLE, metadata
-
-    with db_stores.db.read() as conn:
-        ctx = MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE})
-        diff = compare_metadata(ctx, metadata)
-    assert [d for d in diff if "ll_trigger_files" in repr(d)] == []

@@ -67,6 +67,5 @@ def list_events(
         query = query.where(events.c.subject == subject)
     out = []
     for row in conn.execute(query):
-        at = row.at if row.at.tzinfo else row.at.replace(tzinfo=UTC)
-        out.append(Event(row.id, at, row.kind, row.subject, row.actor, row.detail))
+        out.append(Event(row.id, row.at, row.kind, row.subject, row.actor, row.detail))
     return out

@@ -19,7 +19,11 @@ if TYPE_CHECKING:
 
 #: Streams are copied in chunks of this size.
 CHUNK_SIZE = 1024 * 1024
-MAX_KEY_LENGTH = 1024
+#: Longest key, in bytes of UTF-8: S3's limit, and well under any local path limit.
+MAX_KEY_BYTES = 1024
+#: Longest part of a key (between two '/'), in bytes of UTF-8: the file name limit of
+#: ext4, XFS, btrfs, APFS, NTFS and tmpfs, so every key the check lets through can be a file.
+MAX_PART_BYTES = 255
 
 
 @dataclass(frozen=True)
@@ -34,7 +38,14 @@ class ObjectInfo:
 
 @runtime_checkable
 class ObjectStore(Protocol):
-    """Bytes under keys. Writes are atomic: a reader sees the whole object or none."""
+    """Bytes under keys. Writes are atomic: a reader sees the whole object or none.
+
+    ``remote`` says whether reading an object costs a network transfer (S3): the
+    content-addressed layer then does not re-read an existing blob to check it before
+    skipping a put, and removes a blob that failed verification on read instead.
+    """
+
+    remote: bool
 
     @property
     def url(self) -> str:
@@ -79,14 +90,22 @@ def validate_key(key: str) -> str:
     """Return ``key`` if it is a safe relative key, else raise InvalidKeyError.
 
     Refused: empty keys, NUL and other control characters, backslashes, absolute paths,
-    drive letters, empty, '.' or '..' parts, and keys longer than 1024 characters.
+    drive letters, empty, '.' or '..' parts, text that cannot be UTF-8 (lone surrogates),
+    keys longer than :data:`MAX_KEY_BYTES` and parts longer than :data:`MAX_PART_BYTES`
+    (both in bytes of UTF-8: ``é`` counts two).
     """
     if not isinstance(key, str):
         raise InvalidKeyError(repr(key), f"expected a string, got {type(key).__name__}")
     if not key:
         raise InvalidKeyError(key, "the key is empty")
-    if len(key) > MAX_KEY_LENGTH:
-        raise InvalidKeyError(key[:40] + "...", f"longer than {MAX_KEY_LENGTH} characters")
+    try:
+        size = len(key.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise _refused(key, "is not valid text: it holds a lone surrogate") from None
+    if size > MAX_KEY_BYTES:
+        raise _refused(
+            key, f"is {size} bytes long (UTF-8); a key may be at most {MAX_KEY_BYTES} bytes"
+        )
     if any(ord(c) < 32 or ord(c) == 127 for c in key):
         raise InvalidKeyError(key, "contains NUL or another control character")
     if "\\" in key:
@@ -99,7 +118,26 @@ def validate_key(key: str) -> str:
         if part in ("", ".", ".."):
             what = "an empty part ('//' or a trailing '/')" if part == "" else f"a {part!r} part"
             raise InvalidKeyError(key, f"has {what}, which could escape the store")
+        part_size = len(part.encode("utf-8"))
+        if part_size > MAX_PART_BYTES:
+            raise _refused(
+                key,
+                f"has a part of {part_size} bytes (UTF-8), {_shorten(part, 20)!r}; a part "
+                f"(a file name) may be at most {MAX_PART_BYTES} bytes",
+            )
     return key
+
+
+def _refused(key: str, reason: str) -> InvalidKeyError:
+    """The error for ``key``, its message showing only the start of a long key (the whole
+    key stays in ``InvalidKeyError.key``)."""
+    error = InvalidKeyError(_shorten(key), reason)
+    error.key = key
+    return error
+
+
+def _shorten(text: str, keep: int = 60) -> str:
+    return text if len(text) <= keep else text[:keep] + "..."
 
 
 def validate_prefix(prefix: str) -> str:

@@ -11,6 +11,15 @@ the same content twice stores it once. Every read is verified against the digest
 - :meth:`ContentStore.get_to_file` writes beside the target and renames only once the
   hash matched, so a bad object never appears at the target path.
 
+Content already present is not written again, but only once it proved intact: on a local
+store, a put whose blob exists with the right size re-hashes the stored copy (a streamed
+read, never a write) and writes the blob again when the copy is corrupt, so adding the
+same data again repairs it. Each ``ContentStore`` remembers the copies it verified (by
+etag, so a copy changed since is checked again), and putting them again costs one
+``stat``. On a remote store (S3), where that read is a download, the check moves to the
+read: every read verifies anyway, and a blob that fails it is removed, so the next put of
+that content writes it again.
+
 Streams of unknown size are hashed while being spooled to a
 :class:`tempfile.SpooledTemporaryFile` (in memory up to :data:`SPOOL_MAX_MEMORY`, then on
 disk), so memory stays bounded whatever the size. This module never imports pyarrow.
@@ -25,7 +34,8 @@ import os
 import re
 import secrets
 import tempfile
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, NoReturn, cast
 
@@ -34,6 +44,7 @@ from loopline.errors import (
     InvalidDigestError,
     ObjectNotFoundError,
     ObjectStoreError,
+    StoreFullError,
 )
 from loopline.store.objects.base import CHUNK_SIZE, ObjectStore, validate_key
 from loopline.types import Digest
@@ -43,7 +54,10 @@ if TYPE_CHECKING:
 
 #: Streams are spooled in memory up to this size, then to a temporary file.
 SPOOL_MAX_MEMORY = 32 * 1024 * 1024
+#: How many verified copies a ContentStore remembers (key -> etag).
+KNOWN_GOOD_MAX = 4096
 ALGORITHM = "sha256"
+_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 _DIGEST_RE = re.compile(r"[0-9a-f]{64}")
 
 
@@ -74,6 +88,9 @@ class ContentStore:
     def __init__(self, store: ObjectStore, prefix: str = "cas") -> None:
         self._store = store
         self._prefix = validate_key(prefix.strip("/"))
+        #: key -> etag of copies whose content this object hashed and found intact.
+        self._known_good: dict[str, str] = {}
+        self._known_lock = threading.Lock()
 
     @property
     def store(self) -> ObjectStore:
@@ -91,13 +108,24 @@ class ContentStore:
         d = validate_digest(digest)
         return f"{self._prefix}/{ALGORITHM}/{d[:2]}/{d[2:]}"
 
+    def digest_of(self, key: str) -> Digest | None:
+        """The digest whose blob lives under ``key``, or None if ``key`` holds no blob."""
+        base = f"{self._prefix}/{ALGORITHM}/"
+        if not key.startswith(base):
+            return None
+        fan, _, rest = key[len(base) :].partition("/")
+        candidate = fan + rest
+        if len(fan) == 2 and _DIGEST_RE.fullmatch(candidate):
+            return Digest(candidate)
+        return None
+
     # -- writing ---------------------------------------------------------------------------
 
     def put(self, data: bytes | IO[bytes]) -> Digest:
         """Store ``data`` (bytes or a binary stream read to its end); return its digest.
 
-        Content already present is not written again. An existing copy whose size is
-        wrong (a truncated object) is replaced.
+        Content already present and intact is not written again. An existing copy of the
+        wrong size or content (truncated, flipped, replaced) is replaced.
         """
         if isinstance(data, bytes | bytearray | memoryview):
             digest = digest_bytes(data)
@@ -110,7 +138,10 @@ class ContentStore:
             size = 0
             while chunk := data.read(CHUNK_SIZE):
                 hasher.update(chunk)
-                spool.write(chunk)
+                try:
+                    spool.write(chunk)
+                except OSError as exc:
+                    raise self._spool_error(exc) from exc
                 size += len(chunk)
             digest = Digest(hasher.hexdigest())
             key = self.key_for(digest)
@@ -149,10 +180,88 @@ class ContentStore:
         return digest
 
     def _present(self, key: str, size: int) -> bool:
+        """Whether an intact copy of the blob under ``key`` (of ``size`` bytes) is stored.
+
+        The stored copy is re-hashed (one streamed read) unless this object verified it
+        before and its etag did not change since. A copy of the wrong size or content is
+        not present: the caller writes the blob again, which repairs it.
+        """
         try:
-            return self._store.stat(key).size == size
+            info = self._store.stat(key)
         except ObjectNotFoundError:
             return False
+        if info.size != size:
+            return False
+        if getattr(self._store, "remote", False):
+            # Checked on read instead (a failed read removes the blob): no download here.
+            return True
+        with self._known_lock:
+            if self._known_good.get(key) == info.etag:
+                return True
+        expected = self.digest_of(key)
+        try:
+            actual = self._hash_stored(key)
+        except (ObjectNotFoundError, OSError):
+            return False  # removed meanwhile, or unreadable: write a fresh copy
+        if actual != expected:
+            return False
+        self._remember(key, info.etag)
+        return True
+
+    def _hash_stored(self, key: str) -> str:
+        hasher = hashlib.sha256()
+        with self._store.open(key) as f:
+            while chunk := f.read(CHUNK_SIZE):
+                hasher.update(chunk)
+        return hasher.hexdigest()
+
+    def _remember(self, key: str, etag: str) -> None:
+        with self._known_lock:
+            self._known_good.pop(key, None)
+            self._known_good[key] = etag
+            while len(self._known_good) > KNOWN_GOOD_MAX:
+                del self._known_good[next(iter(self._known_good))]
+
+    def _forget(self, key: str) -> None:
+        with self._known_lock:
+            self._known_good.pop(key, None)
+
+    def _on_corrupt(self, key: str) -> None:
+        """A read found the blob under ``key`` corrupt: forget it was good, and on a
+        remote store remove it, so that the next put of that content writes it again."""
+        self._forget(key)
+        if getattr(self._store, "remote", False):
+            try:
+                self._store.delete(key)
+            except ObjectStoreError:
+                pass  # the read's IntegrityError is what the caller must see
+
+    def _spool_error(self, exc: OSError) -> ObjectStoreError:
+        folder = tempfile.gettempdir()
+        reason = f"{errno.errorcode.get(exc.errno or 0, 'OSError')}: {exc.strerror or exc}"
+        if exc.errno in _FULL_ERRNOS:
+            error: ObjectStoreError = StoreFullError("", folder, reason)
+            error.message = (
+                f"The temporary folder {folder} is full: the stream to store in "
+                f"{self._store.url} could not be spooled there ({reason}); nothing was stored"
+            )
+        else:
+            error = ObjectStoreError(
+                f"Cannot spool the stream to store in {self._store.url} to the temporary "
+                f"folder {folder} ({reason}); nothing was stored"
+            )
+        error.hint = "Free some space there (or point TMPDIR to a folder with room) and retry"
+        return error
+
+    def discard(self, digest: str) -> None:
+        """Remove the blob ``digest`` (a corrupt copy, so that the next put rewrites it).
+
+        Removing a blob that metadata still references makes it missing: only do this
+        to a copy that failed verification, or one nothing references.
+        """
+        key = self.key_for(digest)
+        self._forget(key)
+        self._store.delete(key)
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -165,6 +274,7 @@ class ContentStore:
         data = self._store.get(key)
         actual = hashlib.sha256(data).hexdigest()
         if actual != digest:
+            self._on_corrupt(key)
             raise IntegrityError(key, digest, actual, self._store.url)
         return data
 
@@ -174,7 +284,13 @@ class ContentStore:
         Data read before the end is unverified: read to EOF before trusting any of it.
         """
         key = self.key_for(digest)
-        return VerifyingReader(self._store.open(key), key, Digest(digest), self._store.url)
+        return VerifyingReader(
+            self._store.open(key),
+            key,
+            Digest(digest),
+            self._store.url,
+            on_mismatch=lambda: self._on_corrupt(key),
+        )
 
     def verify(self, digest: str) -> None:
         """Read the blob through; raise IntegrityError if its content does not match."""
@@ -209,12 +325,10 @@ class ContentStore:
 
     def digests(self) -> Iterator[Digest]:
         """Every digest held by this store, sorted."""
-        base = f"{self._prefix}/{ALGORITHM}/"
-        for key in self._store.list(base):
-            fan, _, rest = key[len(base) :].partition("/")
-            candidate = fan + rest
-            if len(fan) == 2 and _DIGEST_RE.fullmatch(candidate):
-                yield Digest(candidate)
+        for key in self._store.list(f"{self._prefix}/{ALGORITHM}/"):
+            digest = self.digest_of(key)
+            if digest is not None:
+                yield digest
 
 
 class VerifyingReader(io.RawIOBase):
@@ -224,12 +338,21 @@ class VerifyingReader(io.RawIOBase):
     further read). :attr:`verified` is True only once the end was reached intact.
     """
 
-    def __init__(self, raw: IO[bytes], key: str, expected: Digest, store_url: str) -> None:
+    def __init__(
+        self,
+        raw: IO[bytes],
+        key: str,
+        expected: Digest,
+        store_url: str,
+        *,
+        on_mismatch: Callable[[], None] | None = None,
+    ) -> None:
         super().__init__()
         self._raw = raw
         self._key = key
         self._expected = expected
         self._store_url = store_url
+        self._on_mismatch = on_mismatch
         self._hasher = hashlib.sha256()
         self._error: IntegrityError | None = None
         self._verified = False
@@ -281,6 +404,8 @@ class VerifyingReader(io.RawIOBase):
         actual = self._hasher.hexdigest()
         if actual != self._expected:
             self._error = IntegrityError(self._key, self._expected, actual, self._store_url)
+            if self._on_mismatch is not None:
+                self._on_mismatch()
             raise self._error
         self._verified = True
         return b""
@@ -306,8 +431,9 @@ def _create_beside(target: Path) -> tuple[int, str]:
     """A new temporary file next to ``target``, created with the umask's permissions
     (mkstemp would make it 0600, and the rename would keep that)."""
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+    stem = target.name[:100]  # room for the suffix within the file name limit
     for _ in range(100):
-        name = str(target.parent / f".{target.name}.{secrets.token_hex(6)}.part")
+        name = str(target.parent / f".{stem}.{secrets.token_hex(6)}.part")
         try:
             return os.open(name, flags, 0o666), name
         except FileExistsError:

@@ -3,8 +3,17 @@
 Every put writes to a temporary file in ``<root>/.tmp/`` (same filesystem as the
 objects), fsyncs it, renames it over the final path with :func:`os.replace` and fsyncs
 the folder. A reader therefore sees the old object or the new one, never half of one,
-and a writer killed mid-put leaves no visible object, only a stray temporary file that
-:meth:`LocalObjectStore.cleanup_temp` removes.
+and a writer killed mid-put leaves no visible object, only a stray temporary file. Its
+name carries its writer (see :mod:`loopline.store.tempfiles`), so the first put of the
+next writer removes it once that writer is gone, and :meth:`LocalObjectStore.cleanup_temp`
+does so on request.
+
+Every ``OSError`` becomes a loopline error naming the store and the key:
+:class:`~loopline.errors.StoreFullError` for a full disk or quota,
+:class:`~loopline.errors.StoreUnreachableError` for a folder that is read-only or not
+permitted, :class:`~loopline.errors.InvalidKeyError` for a path the filesystem finds too
+long, :class:`~loopline.errors.ObjectStoreError` for any other failure (an I/O error).
+Errors of the stream being stored are not the store's and pass through unchanged.
 
 The root folder is created lazily by the first ``put``, but only when its parent
 exists: a typo in ``artifacts_url`` should fail loudly rather than grow a new tree of
@@ -19,9 +28,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import secrets
 import stat as stat_mod
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
@@ -30,25 +37,32 @@ from urllib.parse import unquote, urlsplit
 from loopline.errors import (
     InvalidKeyError,
     ObjectNotFoundError,
+    ObjectStoreError,
     StoreFullError,
     StoreUnreachableError,
 )
+from loopline.store import tempfiles
 from loopline.store.objects.base import CHUNK_SIZE, ObjectInfo, validate_key, validate_prefix
 
 if TYPE_CHECKING:
     from loopline.config import S3Settings
 
 TEMP_DIR = ".tmp"
+TEMP_SUFFIX = ".part"
 _FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+_DENIED_ERRNOS = frozenset({errno.EACCES, errno.EPERM, errno.EROFS})
 _INIT_HINT = "Create the project with: loopline init (or fix artifacts_url in loopline.toml)"
 
 
 class LocalObjectStore:
     """Objects as files under ``root``; keys are relative paths with '/' separators."""
 
+    remote = False
+
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self._root = Path(root).expanduser().resolve()
         self._tmp = self._root / TEMP_DIR
+        self._swept = False
 
     @classmethod
     def from_url(cls, url: str, s3: S3Settings | None = None) -> LocalObjectStore:
@@ -83,10 +97,12 @@ class LocalObjectStore:
 
     def put(self, key: str, data: bytes | IO[bytes]) -> int:
         final = self._path_for(key)
-        self._ensure_root()
-        self._tmp.mkdir(exist_ok=True)
-        fd, tmp_name = _create_temp(self._tmp, "put-")
+        tmp_name = ""
         try:
+            self._ensure_root()
+            self._tmp.mkdir(exist_ok=True)
+            self._sweep_once()
+            fd, tmp_name = tempfiles.create(self._tmp, "put-", TEMP_SUFFIX)
             try:
                 size = _write_all(fd, data)
                 os.fsync(fd)
@@ -102,11 +118,12 @@ class LocalObjectStore:
                 if exc.errno in (errno.ENOTEMPTY, errno.EEXIST) and final.is_dir():
                     raise _conflict(key) from exc
                 raise
+        except _SourceError as exc:
+            _unlink_quietly(tmp_name)
+            raise exc.error from exc.error.__cause__
         except OSError as exc:
             _unlink_quietly(tmp_name)
-            if exc.errno in _FULL_ERRNOS:
-                raise StoreFullError(key, self.url, _reason(exc)) from exc
-            raise
+            raise _store_error(exc, key, self.url, "write") from exc
         except BaseException:
             _unlink_quietly(tmp_name)
             raise
@@ -121,47 +138,53 @@ class LocalObjectStore:
             path.unlink()
         except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
             return  # no object under that key
-        except PermissionError:
-            if path.is_dir():  # macOS reports EPERM for unlink() on a folder
-                return
-            raise
+        except OSError as exc:
+            if isinstance(exc, PermissionError) and path.is_dir():
+                return  # macOS reports EPERM for unlink() on a folder
+            raise _store_error(exc, key, self.url, "delete") from exc
 
-    def cleanup_temp(self, older_than_s: float = 3600.0) -> int:
-        """Remove temporary files older than ``older_than_s`` seconds; return how many.
+    def cleanup_temp(self, older_than_s: float = tempfiles.DEFAULT_GRACE_S) -> int:
+        """Remove the temporary files that killed writers left behind; return how many.
 
-        Temporary files are left behind only by writers that were killed mid-put. A
-        live writer keeps touching its file, so a generous age never removes its work;
-        ``cleanup_temp(0)`` is safe only while no other process is writing.
+        A file is removed when its writer ran on this host and is gone, or when it was
+        not modified for ``older_than_s`` seconds and its writer cannot be asked (another
+        host or container sharing the folder, or a name from an older loopline). The
+        file of a live writer on this host is never removed. The first put of each
+        store object does this by itself.
         """
-        if not self._tmp.is_dir():
-            return 0
-        cutoff = time.time() - older_than_s
-        removed = 0
-        with os.scandir(self._tmp) as entries:
-            for entry in entries:
-                try:
-                    if not entry.is_file(follow_symlinks=False):
-                        continue
-                    if older_than_s > 0 and entry.stat(follow_symlinks=False).st_mtime > cutoff:
-                        continue
-                    os.unlink(entry.path)
-                    removed += 1
-                except FileNotFoundError:
-                    continue  # its writer finished (or another cleanup won) meanwhile
-        return removed
+        return len(tempfiles.sweep(self._tmp, suffix=TEMP_SUFFIX, grace_s=older_than_s))
+
+    def stale_temp_files(
+        self, older_than_s: float = tempfiles.DEFAULT_GRACE_S
+    ) -> list[tempfiles.TempFile]:
+        """The temporary files :meth:`cleanup_temp` would remove, without removing them."""
+        return tempfiles.stale(self._tmp, suffix=TEMP_SUFFIX, grace_s=older_than_s)
+
+    def _sweep_once(self) -> None:
+        """Remove the leftovers of dead writers, once per store object (one folder scan)."""
+        if self._swept:
+            return
+        self._swept = True
+        tempfiles.sweep(self._tmp, suffix=TEMP_SUFFIX)
 
     # -- reading ---------------------------------------------------------------------------
 
     def get(self, key: str) -> bytes:
         with self.open(key) as f:
-            return f.read()
+            try:
+                return f.read()
+            except OSError as exc:
+                raise _store_error(exc, key, self.url, "read") from exc
 
     def open(self, key: str) -> IO[bytes]:
+        """The object's file, open for reading (errors of later reads are ``OSError``)."""
         path = self._path_for(key)
         try:
             f = path.open("rb")
         except (FileNotFoundError, NotADirectoryError, IsADirectoryError) as exc:
             raise ObjectNotFoundError(key, self.url) from exc
+        except OSError as exc:
+            raise _store_error(exc, key, self.url, "read") from exc
         if not stat_mod.S_ISREG(os.fstat(f.fileno()).st_mode):
             f.close()
             raise ObjectNotFoundError(key, self.url)
@@ -180,6 +203,8 @@ class LocalObjectStore:
             st = path.stat()
         except (FileNotFoundError, NotADirectoryError) as exc:
             raise ObjectNotFoundError(key, self.url) from exc
+        except OSError as exc:
+            raise _store_error(exc, key, self.url, "read") from exc
         if not stat_mod.S_ISREG(st.st_mode):
             raise ObjectNotFoundError(key, self.url)
         return ObjectInfo(key=key, size=st.st_size, etag=f"{st.st_size}-{st.st_mtime_ns}")
@@ -190,9 +215,12 @@ class LocalObjectStore:
         start = self._root / folder_part if folder_part else self._root
         if not _is_inside(start, self._root, follow=True):
             raise InvalidKeyError(prefix, "resolves outside the store (through a symbolic link)")
-        if not start.is_dir():
-            return iter(())
-        keys = [k for k in self._walk(start, folder_part.rstrip("/")) if k.startswith(prefix)]
+        try:
+            if not start.is_dir():
+                return iter(())
+            keys = [k for k in self._walk(start, folder_part.rstrip("/")) if k.startswith(prefix)]
+        except OSError as exc:
+            raise _store_error(exc, None, self.url, "list") from exc
         keys.sort()
         return iter(keys)
 
@@ -222,7 +250,7 @@ class LocalObjectStore:
             raise StoreUnreachableError(self.url, reason, hint=_INIT_HINT)
         try:
             self._tmp.mkdir(exist_ok=True)
-            fd, name = _create_temp(self._tmp, "check-")
+            fd, name = tempfiles.create(self._tmp, "check-", TEMP_SUFFIX)
             os.close(fd)
             os.unlink(name)
         except OSError as exc:
@@ -274,17 +302,12 @@ class LocalObjectStore:
         return tuple(path.parent for path in missing)
 
 
-def _create_temp(folder: Path, prefix: str) -> tuple[int, str]:
-    """A new, empty temporary file. Unlike mkstemp (mode 0600), it honours the umask,
-    so objects get the same permissions as any file the user creates."""
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
-    for _ in range(100):
-        name = os.path.join(folder, f"{prefix}{secrets.token_hex(8)}.part")
-        try:
-            return os.open(name, flags, 0o666), name
-        except FileExistsError:
-            continue
-    raise FileExistsError(errno.EEXIST, "no unused temporary file name", str(folder))
+class _SourceError(Exception):
+    """Carries an error of the stream being stored past the store's OSError translation."""
+
+    def __init__(self, error: BaseException) -> None:
+        super().__init__(str(error))
+        self.error = error
 
 
 def _write_all(fd: int, data: bytes | IO[bytes]) -> int:
@@ -292,9 +315,13 @@ def _write_all(fd: int, data: bytes | IO[bytes]) -> int:
         return _write_chunk(fd, memoryview(data).cast("B"))
     total = 0
     while True:
-        chunk = data.read(CHUNK_SIZE)
+        try:
+            chunk = data.read(CHUNK_SIZE)
+        except OSError as exc:
+            raise _SourceError(exc) from exc
         if chunk is None:  # a non-blocking stream with nothing ready
-            raise BlockingIOError(errno.EAGAIN, "the stream has no data ready (non-blocking)")
+            error = BlockingIOError(errno.EAGAIN, "the stream has no data ready (non-blocking)")
+            raise _SourceError(error)
         if not chunk:
             return total
         total += _write_chunk(fd, memoryview(chunk).cast("B"))
@@ -325,14 +352,42 @@ def _fsync_dir(path: Path) -> None:
 
 
 def _unlink_quietly(name: str) -> None:
-    with contextlib.suppress(OSError):
-        os.unlink(name)
+    if name:
+        with contextlib.suppress(OSError):
+            os.unlink(name)
 
 
 def _reason(exc: OSError) -> str:
     name = errno.errorcode.get(exc.errno or 0, "")
     text = exc.strerror or str(exc)
     return f"{name}: {text}" if name else text
+
+
+def _store_error(exc: OSError, key: str | None, url: str, action: str) -> ObjectStoreError:
+    """The loopline error for an ``OSError`` of ``action`` ("write", "read", ...) on ``key``."""
+    reason = _reason(exc)
+    what = f"{key!r}" if key is not None else "the store"
+    if exc.errno in _FULL_ERRNOS:
+        return StoreFullError(key or "", url, reason)
+    if exc.errno in _DENIED_ERRNOS:
+        if exc.errno == errno.EROFS:
+            state = "its filesystem is mounted read-only"
+        else:
+            able = "readable" if action in ("read", "list") else "writable"
+            state = f"the folder or file is not {able} by this user"
+        return StoreUnreachableError(
+            url,
+            f"cannot {action} {what}: {state} ({reason})",
+            hint="Check the permissions of the folder and its files (and that its "
+            "filesystem is not mounted read-only), or fix artifacts_url",
+        )
+    if exc.errno == errno.ENAMETOOLONG and key is not None:
+        return InvalidKeyError(key, f"makes a path too long for this filesystem ({reason})")
+    return ObjectStoreError(
+        f"Cannot {action} {what} in store {url}: {reason}",
+        hint="An I/O error can mean a failing disk or a network filesystem that went away; "
+        "check the disk, then verify the store with: loopline store verify",
+    )
 
 
 def _conflict(key: str) -> InvalidKeyError:

@@ -27,6 +27,8 @@ RESERVED_PART = ".tmp"
 class MemoryObjectStore:
     """Objects in a dict guarded by a lock. Etags are the md5 of the content, like S3's."""
 
+    remote = False
+
     _named: ClassVar[dict[str, MemoryObjectStore]] = {}
     _named_lock: ClassVar[threading.Lock] = threading.Lock()
 

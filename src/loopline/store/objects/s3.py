@@ -36,7 +36,13 @@ from loopline.errors import (
     ObjectStoreError,
     StoreUnreachableError,
 )
-from loopline.store.objects.base import CHUNK_SIZE, ObjectInfo, validate_key, validate_prefix
+from loopline.store.objects.base import (
+    CHUNK_SIZE,
+    MAX_KEY_BYTES,
+    ObjectInfo,
+    validate_key,
+    validate_prefix,
+)
 
 #: Part size of multipart uploads (S3 allows 5 MiB to 5 GiB and at most 10,000 parts).
 UPLOAD_BLOCK_SIZE = 16 * 1024 * 1024
@@ -66,6 +72,8 @@ _CREDENTIAL_ERRORS = (
 
 class S3ObjectStore:
     """Objects under ``prefix/`` in an S3 bucket."""
+
+    remote = True
 
     def __init__(self, bucket: str, prefix: str = "", s3: S3Settings | None = None) -> None:
         self._bucket = bucket
@@ -251,7 +259,17 @@ class S3ObjectStore:
         validate_key(key)
         if _is_reserved(key):
             raise InvalidKeyError(key, f"the first part {RESERVED_PART!r} is reserved by the store")
-        return f"{self._prefix}/{key}" if self._prefix else key
+        s3_key = f"{self._prefix}/{key}" if self._prefix else key
+        size = len(s3_key.encode("utf-8"))
+        if size > MAX_KEY_BYTES:
+            error = InvalidKeyError(
+                key if len(key) <= 60 else key[:60] + "...",
+                f"under the store's prefix {self._prefix!r} it makes an S3 key of {size} bytes; "
+                f"S3 keys are at most {MAX_KEY_BYTES} bytes",
+            )
+            error.key = key
+            raise error
+        return s3_key
 
     def _reraise(self, exc: Exception, key: str | None) -> NoReturn:
         """Raise the loopline error for an s3fs/botocore error about ``key`` (None: the bucket)."""

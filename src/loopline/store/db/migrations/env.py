@@ -1,10 +1,14 @@
-"""Alembic environment: runs on the connection loopline passes in, never from a URL here."""
+"""Alembic environment: runs on the connection loopline passes in, never from a URL here.
+
+The target metadata holds every layer's tables (``schema.TABLE_MODULES``), so
+autogenerate and comparisons see the whole schema.
+"""
 
 from __future__ import annotations
 
 from alembic import context
 
-from loopline.store.db.schema import VERSION_TABLE, metadata
+from loopline.store.db.schema import VERSION_TABLE, load_all_tables
 
 connection = context.config.attributes.get("connection")
 if connection is None:  # pragma: no cover - loopline always passes one
@@ -12,7 +16,7 @@ if connection is None:  # pragma: no cover - loopline always passes one
 
 context.configure(
     connection=connection,
-    target_metadata=metadata,
+    target_metadata=load_all_tables(),
     version_table=VERSION_TABLE,
     render_as_batch=connection.dialect.name == "sqlite",
     compare_type=True,

@@ -1,8 +1,8 @@
-"""The few places where tracking's SQL differs between SQLite and PostgreSQL.
+"""The few places where SQL differs between SQLite and PostgreSQL, for every layer.
 
 - Upserts: both dialects spell ``INSERT ... ON CONFLICT``, through their own constructs.
-- The clock: heartbeats on PostgreSQL use the server's ``now()``, so runs on machines with
-  skewed clocks are judged by one clock; on SQLite (one machine) Python's clock.
+- The clock: heartbeats and alias moves on PostgreSQL use the server's clock, so clients on
+  machines with skewed clocks are judged by one clock; on SQLite (one machine) Python's.
 - Bulk inserts of metric points go to the driver's ``executemany`` as plain tuples,
   skipping SQLAlchemy's per-row parameter processing (two thirds of the cost otherwise).
 - Numbers held as text (params, tags): the same parse on both (a regular expression on
@@ -17,6 +17,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
+
+from loopline.store.db.types import to_utc
 
 NUMBER_PATTERN = r"^\s*[-+]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?\s*$"
 _NUMBER_RE = re.compile(NUMBER_PATTERN)
@@ -58,21 +60,21 @@ def now(conn: sa.Connection) -> Any:
     return datetime.now(UTC)
 
 
+def current_time(conn: sa.Connection) -> datetime:
+    """The current time as a value, read from the same clock as :func:`now` (the server's
+    on PostgreSQL: one extra round trip), for rows whose time is also returned to Python."""
+    if is_postgres(conn):
+        value: datetime = conn.execute(sa.select(sa.func.clock_timestamp())).scalar_one()
+        return to_utc(value)
+    return datetime.now(UTC)
+
+
 def before_now(conn: sa.Connection, seconds: float) -> Any:
     """``now - seconds`` on the same clock as :func:`now`."""
     delta = timedelta(seconds=seconds)
     if is_postgres(conn):
         return sa.func.now() - sa.literal(delta, sa.Interval())
     return datetime.now(UTC) - delta
-
-
-def as_utc(value: datetime | None) -> datetime | None:
-    """SQLite gives naive datetimes (written as UTC); PostgreSQL aware ones."""
-    if value is None:
-        return None
-    if value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value.astimezone(UTC)
 
 
 def parse_number(text: str | None) -> float | None:
