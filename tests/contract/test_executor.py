@@ -9,8 +9,8 @@ from concurrent.futures import wait
 
 import pytest
 
-from loopline.errors import ExecutorError
 from loopline.execute import Executor, LocalExecutor, Resources
+from loopline.execute.errors import ExecutorError
 
 Factory = Callable[[int], Executor]
 

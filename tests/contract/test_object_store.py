@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from loopline.config import S3Settings
-from loopline.errors import InvalidKeyError, ObjectNotFoundError
+from loopline.store.errors import InvalidKeyError, ObjectNotFoundError
 from loopline.store.objects import CHUNK_SIZE, ObjectInfo, ObjectStore, open_object_store
 from loopline.store.objects.memory import MemoryObjectStore
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from loopline.errors import InvalidKeyError, StoreUnreachableError
+from loopline.store.errors import InvalidKeyError, StoreUnreachableError
 from loopline.store.objects.local import TEMP_DIR, LocalObjectStore
 
 MiB = 1024 * 1024
@@ -148,7 +148,7 @@ def test_readers_only_ever_see_complete_versions(tmp_path: Path) -> None:
 
 FULL_DISK_WRITER = """
 import io, json, resource, signal, sys
-from loopline.errors import StoreFullError
+from loopline.store.errors import StoreFullError
 from loopline.store.objects.local import LocalObjectStore
 
 # Writing past RLIMIT_FSIZE raises SIGXFSZ (which kills); ignored, write() fails with EFBIG,

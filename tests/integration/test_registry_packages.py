@@ -14,8 +14,8 @@ import pandas as pd
 import pytest
 
 from loopline.config import S3Settings, settings_for
-from loopline.errors import PackageIntegrityError
 from loopline.registry import Registry
+from loopline.registry.errors import PackageIntegrityError
 from loopline.store.db import migrate
 from loopline.store.db.engine import Database
 from loopline.store.stores import Stores

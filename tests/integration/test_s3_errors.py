@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from loopline.config import S3Settings
-from loopline.errors import StoreUnreachableError
+from loopline.store.errors import StoreUnreachableError
 from loopline.store.objects import open_object_store
 from loopline.store.objects.s3 import UPLOAD_BLOCK_SIZE, S3ObjectStore
 

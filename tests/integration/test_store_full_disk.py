@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from loopline.errors import DatabaseFullError, StoreFullError
+from loopline.store.errors import DatabaseFullError, StoreFullError
 from loopline.store.objects import ContentStore, open_object_store
 
 MiB = 1024 * 1024

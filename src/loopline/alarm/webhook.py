@@ -30,7 +30,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from loopline.alarm.actions import ActionEvent, ActionResult
-from loopline.errors import ActionConfigError
+from loopline.alarm.errors import ActionConfigError
 
 SIGNATURE_HEADER = "X-Loopline-Signature"
 TIMESTAMP_HEADER = "X-Loopline-Timestamp"

@@ -110,15 +110,14 @@ def cli() -> None:
 
 
 def exit_code_for(exc: BaseException) -> int:
-    from loopline import errors
+    from loopline.errors import ConfigError, IntegrityError
+    from loopline.store.errors import MetadataStoreError, StoreFullError, StoreUnreachableError
 
-    if isinstance(exc, errors.ConfigError):
+    if isinstance(exc, ConfigError):
         return 2
-    if isinstance(exc, errors.IntegrityError):
+    if isinstance(exc, IntegrityError):
         return 4
-    if isinstance(
-        exc, errors.StoreUnreachableError | errors.StoreFullError | errors.MetadataStoreError
-    ):
+    if isinstance(exc, StoreUnreachableError | StoreFullError | MetadataStoreError):
         return 3
     return 1
 

@@ -108,7 +108,7 @@ def run_command(
                 pipeline, stores, given, not no_cache, resume, executor, tracker, path
             )
     if not result.ok:
-        from loopline.errors import PipelineError
+        from loopline.pipeline.errors import PipelineError
 
         raise PipelineError(
             f"Pipeline {pipeline.name!r} {result.status}: {result.error}",

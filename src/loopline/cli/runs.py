@@ -90,7 +90,7 @@ def ls_command(
     as_json: bool,
 ) -> None:
     """List runs, newest first, with the metrics and params the filters and sort name."""
-    from loopline.errors import InvalidRunFilterError
+    from loopline.tracking.errors import InvalidRunFilterError
     from loopline.tracking.search import parse_filter, parse_sort
 
     order = [_with_direction(k, desc) for k in sort_keys]

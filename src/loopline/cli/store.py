@@ -239,7 +239,7 @@ def _output_children(
 
 
 def _json_blob(cas: ContentStore, digest: str) -> Any:
-    from loopline.errors import ObjectStoreError
+    from loopline.store.errors import ObjectStoreError
 
     try:
         return json.loads(cas.get(digest))

@@ -32,7 +32,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from loopline.errors import UnsupportedTypeError
+from loopline.data.errors import UnsupportedTypeError
 from loopline.types import Digest
 
 #: Changes whenever the canonical form or the digest layout changes.

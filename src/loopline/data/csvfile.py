@@ -45,8 +45,7 @@ from loopline.data.csvscan import (
     quote_error,
     scan_quotes,
 )
-from loopline.data.textcolumns import MAX_EXAMPLES, MixedKinds, TextCoercion, count_kinds
-from loopline.errors import (
+from loopline.data.errors import (
     DataArgumentError,
     DuplicateColumnsError,
     EmptySourceError,
@@ -55,6 +54,7 @@ from loopline.errors import (
     IngestError,
     MalformedRowsError,
 )
+from loopline.data.textcolumns import MAX_EXAMPLES, MixedKinds, TextCoercion, count_kinds
 
 #: Bytes pyarrow's streaming reader parses at a time (the first block decides the types,
 #: unless a later one does not fit them).

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import IO, Any
 
-from loopline.errors import UnterminatedQuoteError
+from loopline.data.errors import UnterminatedQuoteError
 
 #: Quoted fields longer than this many bytes are refused unless the caller allows more.
 DEFAULT_MAX_FIELD_BYTES = 1 << 20

@@ -34,16 +34,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from loopline.data.csvscan import DEFAULT_MAX_FIELD_BYTES
-from loopline.data.schema import DatasetSchema
-from loopline.data.splits import Split, SplitRecord, split_from_record, split_record
-from loopline.data.validate import ValidationReport
-from loopline.errors import (
+from loopline.data.errors import (
     DataArgumentError,
     DataError,
     DatasetNotFoundError,
     DatasetVersionNotFoundError,
     ValidationFailedError,
 )
+from loopline.data.schema import DatasetSchema
+from loopline.data.splits import Split, SplitRecord, split_from_record, split_record
+from loopline.data.validate import ValidationReport
 from loopline.store import tempfiles
 from loopline.store.db.types import new_id, to_utc, unique_violation
 
@@ -334,7 +334,8 @@ class Datasets:
         presence is checked (a corrupt one is removed by the read that finds it).
         """
         from loopline.data.profile import compute_profile
-        from loopline.errors import IntegrityError, ObjectNotFoundError
+        from loopline.errors import IntegrityError
+        from loopline.store.errors import ObjectNotFoundError
 
         def intact(digest: str) -> bool:
             try:

@@ -10,7 +10,7 @@ Sources:
 - a pandas DataFrame (named index levels become columns, an unnamed index is dropped),
   a polars DataFrame, or a pyarrow Table or RecordBatch.
 
-Whatever the source, bad input raises an :class:`~loopline.errors.IngestError` that says
+Whatever the source, bad input raises an :class:`~loopline.data.errors.IngestError` that says
 where and what (see :mod:`loopline.data.csvfile` for CSV's checks): nothing is coerced
 into another type or dropped without a word. The result is in the canonical form of
 :mod:`loopline.data.content`, with notes on anything converted along the way.
@@ -38,8 +38,7 @@ from loopline.config import redact_url
 from loopline.data import csvfile
 from loopline.data.content import Normaliser, normalise_table
 from loopline.data.csvscan import DEFAULT_MAX_FIELD_BYTES
-from loopline.data.textcolumns import MAX_EXAMPLES, TextCoercion
-from loopline.errors import (
+from loopline.data.errors import (
     DataArgumentError,
     EmptySourceError,
     FormatMismatchError,
@@ -47,6 +46,7 @@ from loopline.errors import (
     MixedTypesError,
     SourceNotFoundError,
 )
+from loopline.data.textcolumns import MAX_EXAMPLES, TextCoercion
 from loopline.store import tempfiles
 
 if TYPE_CHECKING:

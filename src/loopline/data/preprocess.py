@@ -17,8 +17,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from loopline.data.errors import DataArgumentError
 from loopline.data.schema import DatasetSchema
-from loopline.errors import DataArgumentError
 
 MISSING_CATEGORY = "__missing__"
 

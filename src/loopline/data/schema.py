@@ -23,7 +23,7 @@ import json
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from loopline.errors import DataArgumentError
+from loopline.data.errors import DataArgumentError
 
 #: At most this many distinct values make a text column categorical.
 CATEGORY_MAX = 50

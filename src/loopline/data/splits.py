@@ -22,7 +22,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from loopline.errors import DataArgumentError, IntegrityError
+from loopline.data.errors import DataArgumentError
+from loopline.store.errors import BlobIntegrityError
 
 if TYPE_CHECKING:
     from loopline.data.datasets import DatasetVersion
@@ -265,7 +266,7 @@ def split_from_record(cas: ContentStore, record: SplitRecord, table: Any) -> Spl
     data = cas.get(record.assignment_digest)
     assignment = np.frombuffer(data, dtype=np.int8)
     if len(assignment) != table.num_rows:
-        raise IntegrityError(
+        raise BlobIntegrityError(
             cas.key_for(record.assignment_digest),
             f"{table.num_rows} rows",
             f"{len(assignment)} rows",

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from loopline.data.content import RestartStream
-from loopline.errors import IngestError
+from loopline.data.errors import IngestError
 
 #: Arrow bytes a row group is sized for.
 ROW_GROUP_BYTES = 64 * 1024 * 1024

@@ -3,7 +3,7 @@
 A CSV column is text when pyarrow cannot convert all its values; most of them may still be
 numbers (or booleans, or dates), with a few that are not: that is a column with mistakes,
 not a text column, and :class:`MixedKinds` finds it (raising
-:class:`~loopline.errors.MixedTypesError` with rows, lines and values). ``dtypes=`` forces
+:class:`~loopline.data.errors.MixedTypesError` with rows, lines and values). ``dtypes=`` forces
 a text column's type instead; :class:`TextCoercion` converts it and names the values that
 are not of that type. Both take a column in parts (batches, in file order) and count over
 all of them, so that the error gives the totals of the whole column and its first rows.
@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-from loopline.errors import DataArgumentError, MixedTypesError
+from loopline.data.errors import DataArgumentError, MixedTypesError
 
 #: How many offending lines, rows or values an error quotes.
 MAX_EXAMPLES = 5

@@ -16,7 +16,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol, cast
 
-from loopline.errors import EvaluationError
+from loopline.evaluate.errors import (
+    EvaluationArgumentError,
+    EvaluationDocumentError,
+    EvaluationInputError,
+)
 from loopline.evaluate.inputs import (
     TASKS,
     Label,
@@ -143,9 +147,10 @@ class Evaluation:
     def from_dict(cls, data: Mapping[str, Any]) -> Evaluation:
         version = data.get("format")
         if version != FORMAT_VERSION:
-            raise EvaluationError(
+            raise EvaluationDocumentError(
                 f"cannot read an evaluation in format {version!r}; this loopline reads "
-                f"format {FORMAT_VERSION}"
+                f"format {FORMAT_VERSION}",
+                reason="format",
             )
         try:
             task = data["task"]
@@ -175,7 +180,9 @@ class Evaluation:
                 created_at=str(data.get("created_at", "")),
             )
         except (KeyError, TypeError, ValueError) as exc:
-            raise EvaluationError(f"malformed evaluation document: {exc}") from exc
+            raise EvaluationDocumentError(
+                f"malformed evaluation document: {exc}", reason="malformed"
+            ) from exc
 
     def to_json(self, *, indent: int | None = 2) -> str:
         return json.dumps(self.to_dict(), indent=indent, allow_nan=False, default=str)
@@ -185,9 +192,13 @@ class Evaluation:
         try:
             data = json.loads(text)
         except ValueError as exc:
-            raise EvaluationError(f"an evaluation document must be JSON: {exc}") from exc
+            raise EvaluationDocumentError(
+                f"an evaluation document must be JSON: {exc}", reason="not JSON"
+            ) from exc
         if not isinstance(data, dict):
-            raise EvaluationError("an evaluation document must be a JSON object")
+            raise EvaluationDocumentError(
+                "an evaluation document must be a JSON object", reason="not an object"
+            )
         return cls.from_dict(data)
 
     # -- HTML and tracking ------------------------------------------------------------
@@ -259,9 +270,10 @@ def evaluate(
     ``slices`` are read from ``slice_data`` (default: ``X``, when it has columns).
     """
     if not callable(getattr(model, "predict", None)):
-        raise EvaluationError(
+        raise EvaluationInputError(
             f"cannot evaluate a {type(model).__name__}: it has no predict method",
             hint="Pass a fitted model, or use evaluate_predictions with arrays",
+            argument="model",
         )
     _check_task(task)
     model_classes = getattr(model, "classes_", None)
@@ -286,10 +298,11 @@ def evaluate(
     proba = model.predict_proba(X) if has_proba else None
     classes = list(model_classes) if model_classes is not None else None
     if proba is not None and classes is None:
-        raise EvaluationError(
+        raise EvaluationInputError(
             f"the {type(model).__name__} has predict_proba but no classes_, so its "
             "probability columns cannot be matched to labels",
             hint="Wrap the model to expose classes_, or use evaluate_predictions(classes=...)",
+            argument="model",
         )
     y_pred = model.predict(X) if threshold is None or proba is None else None
     return evaluate_predictions(
@@ -332,12 +345,22 @@ def evaluate_predictions(
     """
     _check_task(task)
     if min_slice_rows < 1:
-        raise EvaluationError(f"min_slice_rows must be >= 1, got {min_slice_rows}")
+        raise EvaluationArgumentError(
+            f"min_slice_rows must be >= 1, got {min_slice_rows}",
+            argument="min_slice_rows",
+            value=min_slice_rows,
+        )
     if calibration_bins < 1:
-        raise EvaluationError(f"calibration_bins must be >= 1, got {calibration_bins}")
+        raise EvaluationArgumentError(
+            f"calibration_bins must be >= 1, got {calibration_bins}",
+            argument="calibration_bins",
+            value=calibration_bins,
+        )
     y = as_1d(y_true, "y_true")
     if not len(y):
-        raise EvaluationError("y_true is empty: there is nothing to evaluate")
+        raise EvaluationInputError(
+            "y_true is empty: there is nothing to evaluate", argument="y_true"
+        )
     pred = as_1d(y_pred, "y_pred") if y_pred is not None else None
     if pred is not None:
         check_length(len(y), pred, "y_pred")
@@ -346,9 +369,15 @@ def evaluate_predictions(
     options = _Options(slices, slice_data, min_slice_rows, calibration_bins)
     if resolved == "regression":
         if prob is not None or threshold is not None:
-            raise EvaluationError("proba and threshold apply to classification, not regression")
+            raise EvaluationArgumentError(
+                "proba and threshold apply to classification, not regression",
+                argument="task",
+                value=task,
+            )
         if pred is None:
-            raise EvaluationError("regression needs y_pred (the predicted values)")
+            raise EvaluationInputError(
+                "regression needs y_pred (the predicted values)", argument="y_pred"
+            )
         evaluation = _regression(as_float(y, "y_true"), as_float(pred, "y_pred"), options)
     else:
         evaluation = _classification(
@@ -369,7 +398,11 @@ class _Options:
 
 def _check_task(task: str) -> None:
     if task not in TASKS:
-        raise EvaluationError(f"unknown task {task!r}; expected one of {', '.join(TASKS)}")
+        raise EvaluationArgumentError(
+            f"unknown task {task!r}; expected one of {', '.join(TASKS)}",
+            argument="task",
+            value=task,
+        )
 
 
 def _regression(y: Any, pred: Any, options: _Options) -> Evaluation:
@@ -423,19 +456,24 @@ def _classification(
 
     labels = [to_label(c) for c in classes] if classes is not None else sorted_labels(y, pred)
     if prob is not None and prob.ndim == 2 and prob.shape[1] != len(labels):
-        raise EvaluationError(
+        raise EvaluationInputError(
             f"proba has {prob.shape[1]} columns but there are {len(labels)} classes {labels!r}",
             hint="Pass classes= in the order of proba's columns (the model's classes_)",
+            argument="proba",
         )
     if task == "binary" and len(labels) != 2:
-        raise EvaluationError(
+        raise EvaluationInputError(
             f"a binary evaluation needs exactly two classes, found {len(labels)}: {labels!r}",
             hint="Pass classes=[negative, positive] when the data holds only one class, "
             "or task='multiclass'",
+            argument="classes",
+            found=labels,
         )
     if len(labels) < 2:
-        raise EvaluationError(
-            f"classification needs at least two classes, found {labels!r}; pass classes="
+        raise EvaluationInputError(
+            f"classification needs at least two classes, found {labels!r}; pass classes=",
+            argument="classes",
+            found=labels,
         )
     label_array = np.asarray(labels, dtype=object)
     _check_known(y, labels, "y_true")
@@ -446,17 +484,24 @@ def _classification(
     if task == "binary":
         positive = labels[1] if positive_label is None else to_label(positive_label)
         if positive not in labels:
-            raise EvaluationError(
-                f"positive_label {positive!r} is not one of the classes {labels!r}"
+            raise EvaluationArgumentError(
+                f"positive_label {positive!r} is not one of the classes {labels!r}",
+                argument="positive_label",
+                value=positive,
             )
     elif positive_label is not None:
-        raise EvaluationError("positive_label applies to binary classification only")
+        raise EvaluationArgumentError(
+            "positive_label applies to binary classification only",
+            argument="positive_label",
+            value=positive,
+        )
 
     if prob is not None and prob.ndim == 1:
         if task != "binary":
-            raise EvaluationError(
+            raise EvaluationInputError(
                 "a 1-D proba is the positive class's probability, which needs a binary "
-                "task; pass the full predict_proba output for multi-class"
+                "task; pass the full predict_proba output for multi-class",
+                argument="proba",
             )
         assert positive is not None
         pos_index = labels.index(positive)
@@ -466,15 +511,24 @@ def _classification(
     choice: ThresholdChoice | None = None
     if threshold is not None:
         if task != "binary":
-            raise EvaluationError("a decision threshold applies to binary classification only")
+            raise EvaluationArgumentError(
+                "a decision threshold applies to binary classification only",
+                argument="threshold",
+                value=threshold,
+            )
         if prob is None:
-            raise EvaluationError(
+            raise EvaluationInputError(
                 "a decision threshold needs probabilities; the model has no predict_proba "
-                "(or pass proba=)"
+                "(or pass proba=)",
+                argument="proba",
             )
         assert positive is not None
         if isinstance(threshold, bool):
-            raise EvaluationError(f"threshold must be a number or a criterion, not {threshold}")
+            raise EvaluationArgumentError(
+                f"threshold must be a number or a criterion, not {threshold}",
+                argument="threshold",
+                value=threshold,
+            )
         if isinstance(threshold, int | float):
             applied = float(threshold)
         else:
@@ -486,7 +540,9 @@ def _classification(
         pred = np.asarray(pred.tolist())
     elif pred is None:
         if prob is None:
-            raise EvaluationError("classification needs y_pred (labels) or proba")
+            raise EvaluationInputError(
+                "classification needs y_pred (labels) or proba", argument="y_pred"
+            )
         pred = np.asarray(label_array[prob.argmax(axis=1)].tolist())
 
     metric_set = classification_metrics(
@@ -544,9 +600,10 @@ def _check_known(values: Any, labels: list[Label], name: str) -> None:
     unknown = {to_label(v) for v in set(values.tolist())} - known
     if unknown:
         shown = sorted(map(repr, unknown))[:5]
-        raise EvaluationError(
+        raise EvaluationInputError(
             f"{name} holds labels that are not among the classes {labels!r}: {', '.join(shown)}",
             hint="Check that y_true and the model use the same label type and values",
+            argument=name,
         )
 
 

@@ -32,7 +32,12 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, cast
 
-from loopline.errors import EvaluationError, GateFailedError, GateSyntaxError
+from loopline.evaluate.errors import (
+    EvaluationArgumentError,
+    EvaluationInputError,
+    GateFailedError,
+    GateSyntaxError,
+)
 
 if TYPE_CHECKING:
     from loopline.evaluate.evaluation import Evaluation
@@ -256,7 +261,9 @@ class Gate:
         """Parse one criterion; raises :class:`GateSyntaxError` naming position and
         what was expected."""
         if not isinstance(text, str):
-            raise EvaluationError(f"a gate criterion must be a string, got {text!r}")
+            raise EvaluationArgumentError(
+                f"a gate criterion must be a string, got {text!r}", argument="criterion", value=text
+            )
         gate = cls._parse(text)
         # Positions in errors refer to the text as given; the gate keeps it stripped.
         return gate if text == text.strip() else cls._parse(text.strip())
@@ -308,8 +315,10 @@ class Gate:
     ) -> CriterionResult:
         """Evaluate this criterion against the candidate's (and champion's) metrics."""
         if if_no_champion not in ("pass", "fail"):
-            raise EvaluationError(
-                f"if_no_champion must be 'pass' or 'fail', got {if_no_champion!r}"
+            raise EvaluationArgumentError(
+                f"if_no_champion must be 'pass' or 'fail', got {if_no_champion!r}",
+                argument="if_no_champion",
+                value=if_no_champion,
             )
         if self.is_data_check:
             return _check_data(self.text, data_ok)
@@ -404,9 +413,11 @@ class GateSet:
             if not isinstance(conditions, list | tuple) or not all(
                 isinstance(c, str) for c in conditions
             ):
-                raise EvaluationError(
+                raise EvaluationArgumentError(
                     f"gate {key!r} = {value!r}: expected a condition string like '>= 0.8' "
-                    "(or a list of them)"
+                    "(or a list of them)",
+                    argument=key,
+                    value=value,
                 )
             texts += [f"{key} {condition}" for condition in conditions]
         return cls.from_strings(texts)
@@ -544,8 +555,9 @@ def _metric_table(
         return source, {}
     metrics = getattr(source, "metrics", None)
     if not isinstance(metrics, Mapping):
-        raise EvaluationError(
-            f"gates need metrics as a mapping or an Evaluation, got a {type(source).__name__}"
+        raise EvaluationInputError(
+            f"gates need metrics as a mapping or an Evaluation, got a {type(source).__name__}",
+            argument="metrics",
         )
     return metrics, getattr(source, "notes", {}) or {}
 
@@ -592,9 +604,10 @@ def _check_data(text: str, data_ok: Any) -> CriterionResult:
         )
     ok = data_ok if isinstance(data_ok, bool) else getattr(data_ok, "ok", None)
     if not isinstance(ok, bool):
-        raise EvaluationError(
+        raise EvaluationArgumentError(
             f"data_ok must be a bool or a validation report with a boolean .ok, got "
-            f"{type(data_ok).__name__}"
+            f"{type(data_ok).__name__}",
+            argument="data_ok",
         )
     detail = ""
     for attribute in ("errors", "issues", "failures"):

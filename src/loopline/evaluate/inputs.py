@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
-from loopline.errors import EvaluationError
+from loopline.evaluate.errors import EvaluationInputError
 
 #: A class label as it appears in JSON: what scikit-learn's ``classes_`` usually holds.
 Label = str | int | float | bool
@@ -41,8 +41,9 @@ def as_1d(values: Any, name: str) -> Any:
     if arr.ndim == 2 and arr.shape[1] == 1:
         arr = arr[:, 0]
     if arr.ndim != 1:
-        raise EvaluationError(
-            f"{name} must be one-dimensional (one value per row), got shape {arr.shape}"
+        raise EvaluationInputError(
+            f"{name} must be one-dimensional (one value per row), got shape {arr.shape}",
+            argument=name,
         )
     return arr
 
@@ -55,22 +56,25 @@ def as_float(values: Any, name: str) -> Any:
     try:
         arr = arr.astype(float)
     except (TypeError, ValueError) as exc:
-        raise EvaluationError(
-            f"{name} must be numeric, got values like {arr[:3].tolist()!r}"
+        raise EvaluationInputError(
+            f"{name} must be numeric, got values like {arr[:3].tolist()!r}",
+            argument=name,
         ) from exc
     bad = int((~np.isfinite(arr)).sum())
     if bad:
-        raise EvaluationError(
+        raise EvaluationInputError(
             f"{name} has {bad} missing or infinite value{'s' if bad > 1 else ''} "
-            f"of {len(arr)}; drop or impute them before evaluating"
+            f"of {len(arr)}; drop or impute them before evaluating",
+            argument=name,
         )
     return arr
 
 
 def check_length(n_rows: int, arr: Any, name: str) -> None:
     if len(arr) != n_rows:
-        raise EvaluationError(
-            f"{name} has {len(arr)} rows but y_true has {n_rows}; they must be aligned row by row"
+        raise EvaluationInputError(
+            f"{name} has {len(arr)} rows but y_true has {n_rows}; they must be aligned row by row",
+            argument=name,
         )
 
 
@@ -82,16 +86,18 @@ def as_proba(proba: Any, n_rows: int) -> Any:
         proba = proba.to_numpy()
     arr = np.asarray(proba, dtype=float)
     if arr.ndim not in (1, 2):
-        raise EvaluationError(
-            f"proba must be 1-D (positive class) or 2-D (rows x classes), got shape {arr.shape}"
+        raise EvaluationInputError(
+            f"proba must be 1-D (positive class) or 2-D (rows x classes), got shape {arr.shape}",
+            argument="proba",
         )
     check_length(n_rows, arr, "proba")
     if not np.isfinite(arr).all():
-        raise EvaluationError("proba has missing or infinite values")
+        raise EvaluationInputError("proba has missing or infinite values", argument="proba")
     if arr.size and (arr.min() < 0.0 or arr.max() > 1.0):
-        raise EvaluationError(
+        raise EvaluationInputError(
             f"proba must hold probabilities in [0, 1], found values from {arr.min():.4g} "
-            f"to {arr.max():.4g}; pass predict_proba's output, not decision_function's"
+            f"to {arr.max():.4g}; pass predict_proba's output, not decision_function's",
+            argument="proba",
         )
     return arr
 
@@ -106,9 +112,10 @@ def sorted_labels(*arrays: Any) -> list[Label]:
     try:
         values = np.unique(np.concatenate([np.asarray(a) for a in present]))
     except TypeError as exc:
-        raise EvaluationError(
+        raise EvaluationInputError(
             "the labels mix types (for example numbers and text) and cannot be ordered; "
-            "pass classes= explicitly"
+            "pass classes= explicitly",
+            argument="classes",
         ) from exc
     return [to_label(v) for v in values]
 
@@ -149,14 +156,16 @@ def get_column(data: Any, name: str) -> Any:
     elif isinstance(data, Mapping):
         columns = [str(c) for c in data]
     if columns is None:
-        raise EvaluationError(
+        raise EvaluationInputError(
             f"cannot take slice column {name!r} from a {type(data).__name__}; pass the "
-            "columns as a DataFrame or a mapping of column name to values (slice_data=...)"
+            "columns as a DataFrame or a mapping of column name to values (slice_data=...)",
+            argument=name,
         )
     if name not in columns:
         shown = ", ".join(columns[:20]) + (", ..." if len(columns) > 20 else "")
-        raise EvaluationError(
+        raise EvaluationInputError(
             f"no column {name!r} to slice by; the data has columns: {shown}",
             hint="Pass slice_data= with the columns to slice by if the model's input lacks them",
+            argument=name,
         )
     return as_1d(data[name], f"slice column {name!r}")

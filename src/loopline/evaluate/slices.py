@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from loopline.errors import EvaluationError
+from loopline.evaluate.errors import EvaluationArgumentError, EvaluationInputError
 from loopline.evaluate.inputs import get_column
 
 SliceSpec = str | tuple[str, int] | tuple[str, Sequence[float]]
@@ -51,35 +51,43 @@ def slice_groups(
             values = _numeric(spec[0], _column(data, column, n_rows))
             if isinstance(bins, int) and not isinstance(bins, bool):
                 if bins < 1:
-                    raise EvaluationError(
-                        f"slice ({column!r}, {bins}): the number of quantile bins must be >= 1"
+                    raise EvaluationArgumentError(
+                        f"slice ({column!r}, {bins}): the number of quantile bins must be >= 1",
+                        argument="slices",
+                        value=spec,
                     )
                 groups += _quantile_bins(column, values, bins)
             elif isinstance(bins, Sequence) and not isinstance(bins, str):
                 groups += _edge_bins(column, values, [float(e) for e in bins])
             else:
-                raise EvaluationError(
+                raise EvaluationArgumentError(
                     f"slice ({column!r}, {bins!r}): expected a number of quantile bins "
-                    "or a list of bin edges"
+                    "or a list of bin edges",
+                    argument="slices",
+                    value=spec,
                 )
         else:
-            raise EvaluationError(
+            raise EvaluationArgumentError(
                 f"invalid slice {spec!r}: expected a column name, (column, n_bins) "
-                "or (column, [edges...])"
+                "or (column, [edges...])",
+                argument="slices",
+                value=spec,
             )
     return groups
 
 
 def _column(data: Any, name: str, n_rows: int) -> Any:
     if data is None:
-        raise EvaluationError(
+        raise EvaluationInputError(
             f"cannot slice by {name!r}: no data to take the column from",
             hint="Pass slice_data= (a DataFrame or a mapping of columns) aligned with y_true",
+            argument=name,
         )
     values = get_column(data, name)
     if len(values) != n_rows:
-        raise EvaluationError(
-            f"slice column {name!r} has {len(values)} rows but y_true has {n_rows}"
+        raise EvaluationInputError(
+            f"slice column {name!r} has {len(values)} rows but y_true has {n_rows}",
+            argument=name,
         )
     return values
 
@@ -91,9 +99,10 @@ def _numeric(name: str, values: Any) -> Any:
         try:
             return values.astype(float)
         except (TypeError, ValueError) as exc:
-            raise EvaluationError(
+            raise EvaluationInputError(
                 f"slice column {name!r} is not numeric (values like "
-                f"{values[:3].tolist()!r}); slice it by level with just its name"
+                f"{values[:3].tolist()!r}); slice it by level with just its name",
+                argument=name,
             ) from exc
     return np.asarray(values, dtype=float)
 
@@ -158,8 +167,10 @@ def _edge_bins(column: str, values: Any, edges: list[float]) -> list[SliceGroup]
     groups: list[SliceGroup] = []
     if edges:
         if len(edges) < 2 or any(b < a for a, b in itertools.pairwise(edges)):
-            raise EvaluationError(
-                f"slice ({column!r}, {edges!r}): bin edges must be at least two increasing numbers"
+            raise EvaluationArgumentError(
+                f"slice ({column!r}, {edges!r}): bin edges must be at least two increasing numbers",
+                argument="slices",
+                value=edges,
             )
         lo, hi = edges[0], edges[-1]
         below = ~missing & (values < lo)

@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, cast
 
-from loopline.errors import EvaluationError
+from loopline.evaluate.errors import EvaluationArgumentError, EvaluationInputError
 from loopline.evaluate.inputs import Label, as_1d, as_proba, sorted_labels
 from loopline.evaluate.metrics import is_label
 from loopline.evaluate.results import ThresholdChoice, clean_float, thin
@@ -54,19 +54,25 @@ def select_threshold(
     scores = as_proba(proba, len(y))
     labels = list(classes) if classes is not None else sorted_labels(y)
     if len(labels) != 2:
-        raise EvaluationError(
+        raise EvaluationInputError(
             f"threshold selection is for binary classifiers; found {len(labels)} "
             f"classes {labels!r}",
             hint="Pass classes=[negative, positive] when y_true holds only one class",
+            argument="classes",
         )
     positive = labels[1] if positive_label is None else positive_label
     if positive not in labels:
-        raise EvaluationError(f"positive_label {positive!r} is not one of the classes {labels!r}")
+        raise EvaluationArgumentError(
+            f"positive_label {positive!r} is not one of the classes {labels!r}",
+            argument="positive_label",
+            value=positive,
+        )
     if scores.ndim == 2:
         if scores.shape[1] != 2:
-            raise EvaluationError(
+            raise EvaluationInputError(
                 f"proba has {scores.shape[1]} columns; threshold selection needs the "
-                "positive class's probability or two columns"
+                "positive class's probability or two columns",
+                argument="proba",
             )
         scores = scores[:, labels.index(positive)]
     name, objective = _objective(metric)
@@ -74,9 +80,10 @@ def select_threshold(
     n_pos = int(actual.sum())
     n_neg = len(actual) - n_pos
     if n_pos == 0 or n_neg == 0:
-        raise EvaluationError(
+        raise EvaluationInputError(
             f"threshold selection needs rows of both classes; y_true has {n_pos} "
-            f"positive ({positive!r}) and {n_neg} negative rows"
+            f"positive ({positive!r}) and {n_neg} negative rows",
+            argument="y_true",
         )
 
     order = np.argsort(-scores, kind="mergesort")
@@ -89,9 +96,11 @@ def select_threshold(
 
     feasible = np.isfinite(values)
     if not feasible.any():
-        raise EvaluationError(
+        raise EvaluationArgumentError(
             f"no threshold satisfies {name} on these rows",
             hint="Lower the required level, or choose another criterion",
+            argument="criterion",
+            value=name,
         )
     masked = np.where(feasible, values, -np.inf if maximise else np.inf)
     best = int(np.argmax(masked) if maximise else np.argmin(masked))
@@ -117,7 +126,11 @@ def _objective(metric: ThresholdMetric) -> tuple[str, Any]:
     elif isinstance(metric, tuple) and metric and isinstance(metric[0], str):
         kind, args = metric[0], tuple(float(a) for a in metric[1:])
     else:
-        raise EvaluationError(f"unknown threshold criterion {metric!r}; use {METRICS_HELP}")
+        raise EvaluationArgumentError(
+            f"unknown threshold criterion {metric!r}; use {METRICS_HELP}",
+            argument="criterion",
+            value=metric,
+        )
 
     def precision(tp: Any, fp: Any) -> Any:
         with np.errstate(invalid="ignore", divide="ignore"):
@@ -142,15 +155,25 @@ def _objective(metric: ThresholdMetric) -> tuple[str, Any]:
     if kind == "cost" and len(args) == 2:
         fp_cost, fn_cost = args
         if fp_cost < 0 or fn_cost < 0:
-            raise EvaluationError(f"costs must be >= 0, got fp_cost={fp_cost}, fn_cost={fn_cost}")
+            raise EvaluationArgumentError(
+                f"costs must be >= 0, got fp_cost={fp_cost}, fn_cost={fn_cost}",
+                argument="cost",
+                value=(fp_cost, fn_cost),
+            )
         return f"cost(fp={fp_cost:g}, fn={fn_cost:g})", lambda tp, fp, p, n: (
             fp * fp_cost + (p - tp) * fn_cost,
             False,
         )
-    raise EvaluationError(f"unknown threshold criterion {metric!r}; use {METRICS_HELP}")
+    raise EvaluationArgumentError(
+        f"unknown threshold criterion {metric!r}; use {METRICS_HELP}",
+        argument="criterion",
+        value=metric,
+    )
 
 
 def _level(kind: str, value: float) -> float:
     if not 0.0 <= value <= 1.0:
-        raise EvaluationError(f"{kind} needs a level between 0 and 1, got {value}")
+        raise EvaluationArgumentError(
+            f"{kind} needs a level between 0 and 1, got {value}", argument=kind, value=value
+        )
     return value

@@ -7,7 +7,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
-from loopline.errors import ExecutorError
+from loopline.execute.errors import ExecutorError
 
 T = TypeVar("T")
 

@@ -12,8 +12,8 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from loopline.errors import ExecutorError
 from loopline.execute.base import Resources, check_resources
+from loopline.execute.errors import ExecutorError
 
 T = TypeVar("T")
 

@@ -29,7 +29,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from loopline.config import Settings, did_you_mean, load_named_sections
-from loopline.errors import ConfigError, RegistryError
+from loopline.errors import ConfigError
+from loopline.registry.errors import RegistryError
 
 if TYPE_CHECKING:
     from loopline.evaluate import Evaluation, Verdict
@@ -59,8 +60,8 @@ class GateConfig:
     threshold: float | None = field(default=None, metadata={"min": 0.0, "max": 1.0})
 
     def __post_init__(self) -> None:
-        from loopline.errors import GateSyntaxError
         from loopline.evaluate import GateSet
+        from loopline.evaluate.errors import GateSyntaxError
 
         for index, criterion in enumerate(self.criteria):
             try:
@@ -198,7 +199,7 @@ def resolve_candidate(reg: Registry, config: GateConfig) -> ModelVersion:
 
 def _holdout(stores: Stores, config: GateConfig) -> tuple[Any, str, Any]:
     from loopline.data import Datasets
-    from loopline.errors import DatasetNotFoundError
+    from loopline.data.errors import DatasetNotFoundError
 
     ds = Datasets(stores)
     assert config.holdout is not None

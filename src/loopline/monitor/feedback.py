@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from loopline.echo import echo_text
-from loopline.errors import FeedbackError
+from loopline.monitor.errors import FeedbackError
 from loopline.store.db.types import to_utc
 
 if TYPE_CHECKING:

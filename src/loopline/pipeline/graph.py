@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from loopline.errors import PipelineDefinitionError, PipelineParamError
+from loopline.pipeline.errors import PipelineDefinitionError, PipelineParamError
 from loopline.pipeline.steps import Param, Step, step
 
 

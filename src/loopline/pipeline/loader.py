@@ -6,7 +6,7 @@ import importlib.util
 import sys
 from pathlib import Path
 
-from loopline.errors import PipelineLoadError
+from loopline.pipeline.errors import PipelineLoadError
 from loopline.pipeline.graph import Pipeline
 
 

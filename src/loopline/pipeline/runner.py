@@ -24,8 +24,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import sqlalchemy as sa
 
-from loopline.errors import PipelineError, PipelineRunNotFoundError
 from loopline.execute import Executor, LocalExecutor
+from loopline.pipeline.errors import PipelineError, PipelineRunNotFoundError
 from loopline.pipeline.executors import StepOutcome, StepTask, submit_step
 from loopline.pipeline.graph import Pipeline
 from loopline.pipeline.tables import pipeline_runs, step_runs

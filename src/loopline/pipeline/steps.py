@@ -18,8 +18,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, overload
 
-from loopline.errors import ExecutorError, PipelineDefinitionError
 from loopline.execute.base import Resources, check_resources
+from loopline.execute.errors import ExecutorError
+from loopline.pipeline.errors import PipelineDefinitionError
 
 if TYPE_CHECKING:
     from loopline.store.stores import Stores

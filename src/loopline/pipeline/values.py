@@ -20,7 +20,7 @@ import io
 import json
 from typing import Any
 
-from loopline.errors import StepOutputError
+from loopline.pipeline.errors import StepOutputError
 from loopline.store.objects.cas import ContentStore
 
 FORMAT_VERSION = 1

@@ -13,9 +13,10 @@ from pathlib import Path
 from typing import Any
 
 from loopline.config import Settings
-from loopline.errors import IntegrityError, PipelineError
+from loopline.pipeline.errors import PipelineError
 from loopline.project.create import InitReport, init_project
 from loopline.store.db.events import list_events, record_event
+from loopline.store.errors import BlobIntegrityError
 from loopline.store.stores import Stores
 
 
@@ -76,7 +77,7 @@ def stage_store_dataset(ctx: DemoContext) -> None:
     digest = put_table(ctx.stores.cas, frame)
     back = get_dataframe(ctx.stores.cas, digest)
     if not back.equals(frame):
-        raise IntegrityError(
+        raise BlobIntegrityError(
             ctx.stores.cas.key_for(digest),
             "the table written",
             "a different table",
@@ -110,7 +111,7 @@ def stage_store_artifact(ctx: DemoContext) -> None:
     blob = json.dumps(summary, sort_keys=True, indent=2).encode()
     art = ctx.stores.cas.put(blob)
     if json.loads(ctx.stores.cas.get(art)) != summary:
-        raise IntegrityError(
+        raise BlobIntegrityError(
             ctx.stores.cas.key_for(art),
             "the summary written",
             "a different summary",

@@ -140,8 +140,8 @@ def _sections_check(settings: Settings) -> Check:
 
 def _project_check(db: Database, settings: Settings, display: str) -> Check:
     """Whether the database belongs to this project's artifact store (or another's)."""
-    from loopline.errors import ProjectConflictError
     from loopline.store.db.project import read_binding
+    from loopline.store.errors import ProjectConflictError
 
     try:
         with db.read() as conn:

@@ -19,7 +19,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from loopline.errors import ConflictError
+from loopline.registry.errors import ConflictError
 from loopline.registry.records import AliasMove
 from loopline.registry.tables import alias_history, model_aliases, models
 from loopline.store.db import dialects

@@ -12,15 +12,15 @@ flavor                 files                                          loaded as
 
 skops files are loaded with an explicit list of trusted types: skops' own defaults plus
 the exact names in :mod:`loopline.registry.trust`; anything else raises
-:class:`~loopline.errors.UnsafeModelError` naming the types (at registration too, so a
+:class:`~loopline.registry.errors.UnsafeModelError` naming the types (at registration too, so a
 package that could never load is never written). A file that is not a skops file at all
 (a pickle renamed ``model.skops``, a truncated zip) raises
-:class:`~loopline.errors.MalformedPackageError`, an integrity error. The wrapper classes
+:class:`~loopline.registry.errors.MalformedPackageError`, an integrity error. The wrapper classes
 recorded for XGBoost and LightGBM are looked up on the library module and checked to be its
 own model classes, so a manifest cannot name an arbitrary callable.
 
 Each flavor's library is imported when a model of that flavor is saved or loaded; a
-missing one raises :class:`~loopline.errors.FlavorUnavailableError` naming the package.
+missing one raises :class:`~loopline.registry.errors.FlavorUnavailableError` naming the package.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, Protocol
 
-from loopline.errors import (
+from loopline.registry.errors import (
     FlavorUnavailableError,
     MalformedPackageError,
     ModelPackageError,

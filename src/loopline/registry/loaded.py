@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from loopline.errors import ModelInputError, RegistryError
+from loopline.registry.errors import ModelInputError, RegistryArgumentError
 from loopline.registry.onnx_runtime import OnnxModel
 
 if TYPE_CHECKING:
@@ -117,9 +117,11 @@ class LoadedModel:
 
     def predict_proba(self, X: Any) -> Any:
         if not hasattr(self.model, "predict_proba") or not self.is_classifier:
-            raise RegistryError(
+            raise RegistryArgumentError(
                 f"Model {self.ref} is not a classifier; it has no predict_proba",
                 hint="Use predict()",
+                argument="method",
+                value="predict_proba",
             )
         return self.model.predict_proba(self._inputs(X))
 
@@ -151,7 +153,7 @@ class LoadedModel:
 
     def fast(self) -> LoadedModel | _OnnxPredictor:
         """The quickest predictor with this model's interface: ONNX if usable, else self."""
-        from loopline.errors import FlavorUnavailableError
+        from loopline.registry.errors import FlavorUnavailableError
 
         try:
             session = self.onnx_session()

@@ -5,7 +5,7 @@ the model (name, version, flavor, class), its signature, metrics, the versions o
 libraries and of Python that wrote it, every file with its sha256 and size, and the ONNX
 export's outcome. The registry row records the manifest's sha256; the manifest records
 each file's. Reading a package checks both links, so a flipped byte anywhere refuses to
-load with :class:`~loopline.errors.PackageIntegrityError` naming the file.
+load with :class:`~loopline.registry.errors.PackageIntegrityError` naming the file.
 """
 
 from __future__ import annotations
@@ -16,13 +16,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from loopline.errors import (
-    IntegrityError,
-    ModelPackageError,
-    ObjectNotFoundError,
-    PackageIntegrityError,
-)
+from loopline.registry.errors import ModelPackageError, PackageIntegrityError
 from loopline.registry.signature import Signature
+from loopline.store.errors import BlobIntegrityError, ObjectNotFoundError
 from loopline.store.objects.cas import ContentStore
 from loopline.types import Digest
 
@@ -171,7 +167,7 @@ def read_files(
 def _verified_get(cas: ContentStore, digest: str, ref: str, file: str) -> bytes:
     try:
         data = cas.get(digest)  # hashes the content and compares it with ``digest``
-    except IntegrityError as exc:
+    except BlobIntegrityError as exc:
         raise PackageIntegrityError(ref, file, digest, exc.actual) from exc
     except ObjectNotFoundError as exc:
         raise PackageIntegrityError(ref, file, digest, "no such object in the store") from exc

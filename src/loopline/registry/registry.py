@@ -15,7 +15,9 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import sqlalchemy as sa
 
-from loopline.errors import (
+from loopline.registry import aliases as _aliases
+from loopline.registry import traffic as _traffic
+from loopline.registry.errors import (
     AliasNotFoundError,
     ConflictError,
     ModelNotFoundError,
@@ -23,10 +25,9 @@ from loopline.errors import (
     ModelVersionNotFoundError,
     PackageIntegrityError,
     PromotionRefusedError,
+    RegistryArgumentError,
     RegistryError,
 )
-from loopline.registry import aliases as _aliases
-from loopline.registry import traffic as _traffic
 from loopline.registry.flavors import (
     ModelFlavor,
     detect_flavor,
@@ -438,9 +439,11 @@ class Registry:
         """
         check_alias(alias)
         if force and not (reason and reason.strip()):
-            raise RegistryError(
+            raise RegistryArgumentError(
                 f"Forcing the promotion of {name}/{version} to {alias!r} needs a reason",
                 hint="Pass reason='...' (on the command line: --reason TEXT)",
+                argument="reason",
+                value=reason,
             )
         candidate = self.get(name, version)
         detail: dict[str, Any] | None = None
@@ -592,8 +595,10 @@ class Registry:
         percent = _traffic.check_split(percent, mode)
         cand = parse_ref(candidate)
         if cand.name != name:
-            raise RegistryError(
-                f"The traffic candidate {candidate!r} is not a version of model {name!r}"
+            raise RegistryArgumentError(
+                f"The traffic candidate {candidate!r} is not a version of model {name!r}",
+                argument="candidate",
+                value=candidate,
             )
         self.resolve(candidate)
         who = actor or current_actor()

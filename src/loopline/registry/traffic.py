@@ -13,7 +13,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from loopline.errors import ConflictError, RegistryError
+from loopline.registry.errors import ConflictError, RegistryArgumentError
 from loopline.registry.records import TRAFFIC_MODES, TrafficSplit
 from loopline.registry.tables import model_traffic, models
 from loopline.store.db.events import record_event
@@ -69,12 +69,18 @@ def _describe(split: TrafficSplit | None) -> str | None:
 
 def check_split(percent: float, mode: str) -> float:
     if mode not in TRAFFIC_MODES:
-        raise RegistryError(
-            f"Invalid traffic mode {mode!r}; expected one of {', '.join(TRAFFIC_MODES)}"
+        raise RegistryArgumentError(
+            f"Invalid traffic mode {mode!r}; expected one of {', '.join(TRAFFIC_MODES)}",
+            argument="mode",
+            value=mode,
         )
     value = float(percent)
     if not math.isfinite(value) or not 0.0 <= value <= 100.0:
-        raise RegistryError(f"Invalid traffic percent {percent!r}; expected 0 to 100")
+        raise RegistryArgumentError(
+            f"Invalid traffic percent {percent!r}; expected 0 to 100",
+            argument="percent",
+            value=percent,
+        )
     return value
 
 

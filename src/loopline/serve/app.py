@@ -38,7 +38,7 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
 from loopline.echo import echo_text
-from loopline.errors import LooplineError, ServeError
+from loopline.errors import LooplineError
 from loopline.serve.batching import Arrivals, BatcherClosed, Job
 from loopline.serve.bodies import (
     HTTPProblem,
@@ -56,6 +56,7 @@ from loopline.serve.deployment import (
     Traffic,
     parse_split,
 )
+from loopline.serve.errors import ServeError
 from loopline.serve.keys import role_allows
 from loopline.serve.metrics import CONTENT_TYPE, ServeMetrics
 from loopline.serve.settings import ServeSettings
@@ -754,7 +755,7 @@ class ServerApp:
     async def _feedback(self, request: Request, ctx: _Ctx) -> Response:
         from functools import partial
 
-        from loopline.errors import FeedbackError
+        from loopline.monitor.errors import FeedbackError
         from loopline.monitor.feedback import FeedbackStore, parse_feedback
         from loopline.serve.bodies import JSON_TYPES, media_type
 

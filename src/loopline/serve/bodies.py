@@ -123,7 +123,7 @@ def parse_csv(body: bytes) -> Any:
     import pyarrow.csv as pcsv
 
     from loopline.data.csvscan import refuse_unclosed_quotes
-    from loopline.errors import UnterminatedQuoteError
+    from loopline.data.errors import UnterminatedQuoteError
 
     if not body.strip():
         raise HTTPProblem(400, "malformed_csv", "The CSV body is empty")

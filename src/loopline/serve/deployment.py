@@ -26,8 +26,9 @@ from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from loopline.errors import LooplineError, ServeError
+from loopline.errors import LooplineError
 from loopline.serve.batching import Arrivals, Job, MicroBatcher
+from loopline.serve.errors import ServeArgumentError
 from loopline.serve.predictor import Outputs, build_predictor
 
 if TYPE_CHECKING:
@@ -328,19 +329,27 @@ def parse_split(text: str, mode: str, sticky_key: str | None = None) -> Split:
         ref, pct = text, ""
     if not pct:
         if mode == "canary":
-            raise ServeError(
+            raise ServeArgumentError(
                 f"--canary needs a share: MODEL@ALIAS:PERCENT, e.g. {text}:10",
+                argument=mode,
+                value=text,
             )
         percent = 100.0
     else:
         try:
             percent = float(pct.rstrip("%"))
         except ValueError:
-            raise ServeError(
-                f"Invalid traffic share {pct!r} in {text!r}; expected a number from 0 to 100"
+            raise ServeArgumentError(
+                f"Invalid traffic share {pct!r} in {text!r}; expected a number from 0 to 100",
+                argument=mode,
+                value=text,
             ) from None
     if not 0.0 <= percent <= 100.0:
-        raise ServeError(f"Invalid traffic share {percent:g} in {text!r}; expected 0 to 100")
+        raise ServeArgumentError(
+            f"Invalid traffic share {percent:g} in {text!r}; expected 0 to 100",
+            argument=mode,
+            value=text,
+        )
     return Split(ref.strip(), percent, mode, sticky_key)
 
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from loopline.errors import ApiKeyError
+from loopline.serve.errors import ApiKeyError
 from loopline.store.db.types import to_utc
 
 if TYPE_CHECKING:

@@ -19,7 +19,7 @@ Listening sockets. A server owns its port: nothing else may take a share of its 
   (A program of the same user that sets SO_REUSEPORT itself could still join: the kernel
   trusts a user's own processes, as it lets them signal or trace each other.)
 
-A port in use is a :class:`~loopline.errors.PortInUseError` (``loopline serve`` exits 2).
+A port in use is a :class:`~loopline.serve.errors.PortInUseError` (``loopline serve`` exits 2).
 
 Stopping. SIGINT and SIGTERM, once or repeatedly and in any order, all ask for the same
 graceful stop: in-flight requests finish (for at most ``graceful_timeout_s``), queued
@@ -62,7 +62,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from loopline.errors import LooplineError, PortInUseError, ServeError, UnsafeBindError
+from loopline.errors import LooplineError
+from loopline.serve.errors import (
+    ModelLoadError,
+    PortInUseError,
+    ServeArgumentError,
+    ServeError,
+    UnsafeBindError,
+)
 from loopline.serve.settings import ServeSettings, is_loopback
 
 if TYPE_CHECKING:
@@ -114,9 +121,11 @@ def preflight(settings: Settings, target: ServeTarget) -> str:
                 split = parse_split(text, mode)
                 cand = reg.resolve(split.ref)
                 if cand.name != mv.name:
-                    raise ServeError(
+                    raise ServeArgumentError(
                         f"The {mode} {split.ref!r} is not a version of {mv.name!r}",
                         hint="A canary or shadow must be another version of the served model",
+                        argument=mode,
+                        value=split.ref,
                     )
     return f"{target.model} (now {mv.ref})"
 
@@ -422,9 +431,11 @@ def run_worker(
     if failure is not None:
         if isinstance(failure, LooplineError):
             raise failure
-        raise ServeError(
+        raise ModelLoadError(
             f"Cannot load {target.model}: {type(failure).__name__}: {failure}",
             hint="See the log above; the server stopped because it had nothing to serve",
+            ref=target.model,
+            cause=f"{type(failure).__name__}: {failure}",
         ) from failure
 
 

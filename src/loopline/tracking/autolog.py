@@ -18,7 +18,7 @@ from __future__ import annotations
 import time
 from typing import Any, TypeVar
 
-from loopline.errors import TrackingError
+from loopline.tracking.errors import TrackingArgumentError
 from loopline.tracking.run import Run
 from loopline.tracking.values import param_text
 
@@ -33,9 +33,10 @@ def estimator_params(estimator: Any, *, prefix: str = "") -> dict[str, str]:
     their shortest exact form, containers element by element. Sorted by name."""
     get_params = getattr(estimator, "get_params", None)
     if not callable(get_params):
-        raise TrackingError(
+        raise TrackingArgumentError(
             f"Cannot log the params of a {type(estimator).__name__}: it has no get_params() "
-            "(expected a scikit-learn estimator)"
+            "(expected a scikit-learn estimator)",
+            argument="estimator",
         )
     raw: dict[str, Any] = get_params(deep=True)
     return {f"{prefix}{key}": param_text(value) for key, value in sorted(raw.items())}
@@ -66,7 +67,9 @@ def fit(run: Run, estimator: E, X: Any, y: Any = None, *, prefix: str = "", **fi
     started = time.perf_counter()
     method: Any = getattr(estimator, "fit", None)
     if not callable(method):
-        raise TrackingError(f"Cannot fit a {type(estimator).__name__}: it has no fit() method")
+        raise TrackingArgumentError(
+            f"Cannot fit a {type(estimator).__name__}: it has no fit() method", argument="estimator"
+        )
     args = (X,) if y is None else (X, y)
     fitted = method(*args, **fit_kwargs)
     run.log_metric(prefix + FIT_TIME_METRIC, time.perf_counter() - started)

@@ -30,9 +30,14 @@ from typing import IO, TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
-from loopline.errors import ParamConflictError, TrackingError
 from loopline.store.db import dialects
 from loopline.tracking import signals
+from loopline.tracking.errors import (
+    ArtifactError,
+    ParamConflictError,
+    RunEndedError,
+    TrackingArgumentError,
+)
 from loopline.tracking.tables import latest_metrics, metrics, params, run_artifacts, run_inputs
 from loopline.tracking.tables import runs as runs_table
 from loopline.tracking.tables import tags as tags_table
@@ -151,9 +156,11 @@ class Run:
         reached the error is raised and the data stays buffered: call ``finish`` again.
         """
         if status not in END_STATUSES:
-            raise TrackingError(
+            raise RunEndedError(
                 f"Cannot finish run {self.id} as {status!r}; "
-                f"expected one of {', '.join(END_STATUSES)}"
+                f"expected one of {', '.join(END_STATUSES)}",
+                run_id=self.id,
+                status=str(self._status),
             )
         entered = signals.enter()
         try:
@@ -316,14 +323,18 @@ class Run:
         kind = check_key("input kind", kind)
         role = check_key("input role", role)
         if isinstance(version, bool) or not isinstance(version, int | str) or version == "":
-            raise TrackingError(
+            raise TrackingArgumentError(
                 f"Input {name!r}: version {version!r} is not valid; expected an int or a "
-                "non-empty string"
+                "non-empty string",
+                argument="version",
+                value=version,
             )
         if not isinstance(digest, str) or not digest or len(digest) > 128:
-            raise TrackingError(
+            raise TrackingArgumentError(
                 f"Input {name!r}: digest {digest!r} is not valid; expected the content "
-                "hash of the version, as a string of at most 128 characters"
+                "hash of the version, as a string of at most 128 characters",
+                argument="digest",
+                value=digest,
             )
         self._check_open()
         row = {
@@ -358,10 +369,12 @@ class Run:
         elif isinstance(data, str | os.PathLike):
             path = Path(data)
             if not path.is_file():
-                raise TrackingError(
+                raise ArtifactError(
                     f"Artifact {name!r}: no file at {str(path)!r}",
                     hint="Pass the path of an existing file, bytes, or a binary stream "
                     "(to store text, pass text.encode())",
+                    name=name,
+                    reason="no such file",
                 )
             size = path.stat().st_size
             digest = str(cas.put_file(path))
@@ -370,9 +383,11 @@ class Run:
             digest = str(cas.put(counter))  # type: ignore[arg-type]
             size = counter.size
         else:
-            raise TrackingError(
+            raise ArtifactError(
                 f"Artifact {name!r}: cannot store a {type(data).__name__}; expected bytes, "
-                "a file path or a binary stream"
+                "a file path or a binary stream",
+                name=name,
+                reason="unsupported type",
             )
         created = datetime.now(UTC)
 
@@ -389,10 +404,12 @@ class Run:
                     )
                 )
             elif existing != digest:
-                raise TrackingError(
+                raise ArtifactError(
                     f"Artifact {name!r} of run {self.id} already holds content {existing[:12]}; "
                     f"it cannot change to {digest[:12]}",
                     hint="Artifacts are immutable: log the new content under another name",
+                    name=name,
+                    reason="already holds other content",
                 )
 
         self._write_now(write)
@@ -549,9 +566,11 @@ class Run:
 
     def _check_open(self) -> None:
         if self._closing:
-            raise TrackingError(
+            raise RunEndedError(
                 f"Run {self.id} has ended ({self._status}); nothing more can be logged to it",
                 hint="Start a new run with Tracker.start_run()",
+                run_id=self.id,
+                status=str(self._status),
             )
 
     def __repr__(self) -> str:

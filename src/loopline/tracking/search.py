@@ -25,9 +25,9 @@ from typing import Any, Literal
 
 import sqlalchemy as sa
 
-from loopline.errors import InvalidRunFilterError
 from loopline.store.db import dialects
 from loopline.store.db.types import to_utc
+from loopline.tracking.errors import InvalidRunFilterError
 from loopline.tracking.tables import RUN_STATUSES, latest_metrics, params, runs, tags
 
 Kind = Literal["params", "metrics", "tags", "attributes"]

@@ -19,9 +19,9 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
-from loopline.errors import RunNotFoundError, TrackingError
 from loopline.store.db import dialects
 from loopline.store.db.types import to_utc
+from loopline.tracking.errors import RunNotFoundError, TrackingArgumentError
 from loopline.tracking.gitinfo import NO_GIT, git_info
 from loopline.tracking.records import (
     MetricPoint,
@@ -70,15 +70,23 @@ class Tracker:
         max_buffer: int = 50_000,
     ) -> None:
         if heartbeat_interval <= 0:
-            raise TrackingError(f"heartbeat_interval must be > 0 seconds, not {heartbeat_interval}")
+            raise TrackingArgumentError(
+                f"heartbeat_interval must be > 0 seconds, not {heartbeat_interval}",
+                argument="heartbeat_interval",
+                value=heartbeat_interval,
+            )
         if dead_after < 2 * heartbeat_interval:
-            raise TrackingError(
+            raise TrackingArgumentError(
                 f"dead_after ({dead_after} s) must be at least twice heartbeat_interval "
-                f"({heartbeat_interval} s), or live runs would be declared dead"
+                f"({heartbeat_interval} s), or live runs would be declared dead",
+                argument="dead_after",
+                value=dead_after,
             )
         if batch_size < 1 or max_buffer < batch_size:
-            raise TrackingError(
-                f"Need 1 <= batch_size <= max_buffer, not {batch_size} and {max_buffer}"
+            raise TrackingArgumentError(
+                f"Need 1 <= batch_size <= max_buffer, not {batch_size} and {max_buffer}",
+                argument="batch_size",
+                value=batch_size,
             )
         self.stores = stores
         self.heartbeat_interval = heartbeat_interval
@@ -180,7 +188,9 @@ class Tracker:
         (default ``dead_after``): its process is gone. Returns their ids."""
         timeout = self.dead_after if timeout_s is None else timeout_s
         if timeout <= 0:
-            raise TrackingError(f"timeout_s must be > 0 seconds, not {timeout}")
+            raise TrackingArgumentError(
+                f"timeout_s must be > 0 seconds, not {timeout}", argument="timeout_s", value=timeout
+            )
         return self.stores.db.run_write(lambda conn: self._reap(conn, timeout))
 
     def _reap(self, conn: sa.Connection, timeout: float) -> list[str]:
@@ -260,7 +270,9 @@ class Tracker:
         sorting = [search.parse_sort(s) for s in _as_list(order_by)]
         statuses = _statuses(status)
         if limit is not None and limit < 0:
-            raise TrackingError(f"limit must be >= 0, not {limit}")
+            raise TrackingArgumentError(
+                f"limit must be >= 0, not {limit}", argument="limit", value=limit
+            )
         with self.stores.db.read() as conn:
             dialects.prepare(conn)
             query = sa.select(runs)
@@ -384,8 +396,10 @@ def _statuses(status: str | Sequence[str] | None) -> list[str]:
     wanted = [status] if isinstance(status, str) else list(status)
     for s in wanted:
         if s not in RUN_STATUSES:
-            raise TrackingError(
-                f"Unknown run status {s!r}; expected one of {', '.join(RUN_STATUSES)}"
+            raise TrackingArgumentError(
+                f"Unknown run status {s!r}; expected one of {', '.join(RUN_STATUSES)}",
+                argument="status",
+                value=s,
             )
     return wanted
 
@@ -394,8 +408,10 @@ def _check_label(what: str, value: str | None, *, required: bool) -> Any:
     if value is None and not required:
         return None
     if not isinstance(value, str) or not value.strip() or len(value) > 255:
-        raise TrackingError(
-            f"Invalid {what} {value!r}: expected a non-empty string of at most 255 characters"
+        raise TrackingArgumentError(
+            f"Invalid {what} {value!r}: expected a non-empty string of at most 255 characters",
+            argument=what,
+            value=value,
         )
     return value
 

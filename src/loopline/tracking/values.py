@@ -14,7 +14,7 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from loopline.errors import InvalidMetricError, TrackingError
+from loopline.tracking.errors import InvalidMetricError, TrackingArgumentError
 
 MAX_KEY_LENGTH = 255
 _INT64 = (-(2**63), 2**63 - 1)
@@ -36,7 +36,7 @@ def check_key(what: str, key: object) -> str:
         return key
     if what == "metric":
         raise InvalidMetricError(key, key, f"a metric key ({reason})")
-    raise TrackingError(f"Invalid {what} key {key!r}: {reason}")
+    raise TrackingArgumentError(f"Invalid {what} key {key!r}: {reason}", argument=what, value=key)
 
 
 def param_text(value: object) -> str:

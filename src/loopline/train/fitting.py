@@ -23,8 +23,8 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
-from loopline.errors import TrainError
 from loopline.tracking.autolog import FIT_TIME_METRIC, log_estimator_params
+from loopline.train.errors import TrainArgumentError
 
 if TYPE_CHECKING:
     from loopline.tracking import Run
@@ -67,15 +67,23 @@ def fit(
     """
     for method in ("fit", "predict"):
         if not callable(getattr(estimator, method, None)):
-            raise TrainError(
+            raise TrainArgumentError(
                 f"Cannot fit a {type(estimator).__name__}: it has no {method}() method",
                 hint="Pass a scikit-learn compatible estimator (scikit-learn, XGBoost, "
                 "LightGBM...)",
+                argument="estimator",
             )
     if (X_valid is None) != (y_valid is None):
-        raise TrainError("Give both X_valid and y_valid (or neither) to compute validation metrics")
+        raise TrainArgumentError(
+            "Give both X_valid and y_valid (or neither) to compute validation metrics",
+            argument="X_valid",
+        )
     if task is not None and task not in ("classification", "regression"):
-        raise TrainError(f"task must be 'classification' or 'regression', not {task!r}")
+        raise TrainArgumentError(
+            f"task must be 'classification' or 'regression', not {task!r}",
+            argument="task",
+            value=task,
+        )
     if log_params:
         log_estimator_params(run, estimator, prefix=prefix)
     args = (X,) if y is None else (X, y)

@@ -36,8 +36,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
-from loopline.errors import SearchFailedError, SearchNotFoundError, TrainError
 from loopline.tracking.run import outcome_of
+from loopline.train.errors import (
+    SearchFailedError,
+    SearchNotFoundError,
+    TrainArgumentError,
+    TrialValueError,
+)
 from loopline.train.space import SearchSpace, SpaceFunction, as_space
 from loopline.train.storage import close_storage, import_optuna, open_storage
 
@@ -447,12 +452,18 @@ class _Reporter:
 
     def __call__(self, value: float, step: int) -> bool:
         if isinstance(step, bool) or not isinstance(step, numbers.Integral) or step < 0:
-            raise TrainError(f"report(value, step): step must be an int >= 0, not {step!r}")
+            raise TrialValueError(
+                f"report(value, step): step must be an int >= 0, not {step!r}",
+                trial=self.trial.number,
+                value=step,
+            )
         step = int(step)
         if step in self.steps:
-            raise TrainError(
+            raise TrialValueError(
                 f"Trial {self.trial.number} reported step {step} twice",
                 hint="Report each step once, with increasing steps (epochs, folds, rounds)",
+                trial=self.trial.number,
+                value=step,
             )
         number = _objective_value(value, self.trial.number, what="an intermediate value")
         self.steps.add(step)
@@ -553,9 +564,11 @@ def _existing_trials(storage: RDBStorage, study: str, direction: str) -> int:
         return 0
     stored = [d.name.lower() for d in storage.get_study_directions(study_id)]
     if stored != [direction]:
-        raise TrainError(
+        raise TrainArgumentError(
             f"Search {study!r} exists and is directed {'/'.join(stored)}, not {direction}",
             hint="Continue it with the same direction, or start a new study name",
+            argument="direction",
+            value=direction,
         )
     return len(storage.get_all_trials(study_id, deepcopy=False))
 
@@ -574,7 +587,11 @@ def _make_sampler(
         return optuna.samplers.TPESampler(seed=seed)
     if sampler == "random":
         return optuna.samplers.RandomSampler(seed=seed)
-    raise TrainError(f"Unknown sampler {sampler!r}; expected 'tpe', 'random' or an optuna sampler")
+    raise TrainArgumentError(
+        f"Unknown sampler {sampler!r}; expected 'tpe', 'random' or an optuna sampler",
+        argument="sampler",
+        value=sampler,
+    )
 
 
 def _make_pruner(
@@ -590,8 +607,10 @@ def _make_pruner(
         return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=1)
     if pruner == "halving":
         return optuna.pruners.SuccessiveHalvingPruner()
-    raise TrainError(
-        f"Unknown pruner {pruner!r}; expected 'median', 'halving', None or an optuna pruner"
+    raise TrainArgumentError(
+        f"Unknown pruner {pruner!r}; expected 'median', 'halving', None or an optuna pruner",
+        argument="pruner",
+        value=pruner,
     )
 
 
@@ -637,13 +656,17 @@ def _reclaim_dead_trials(study: optuna.Study, storage: RDBStorage, grace_s: int)
 
 def _objective_value(value: object, number: int, *, what: str = "its value") -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TrainError(
+        raise TrialValueError(
             f"Trial {number}: the objective gave {value!r} ({type(value).__name__}) as {what}; "
-            "expected a number"
+            "expected a number",
+            trial=number,
+            value=value,
         )
     number_value = float(value)
     if math.isnan(number_value):
-        raise TrainError(f"Trial {number}: the objective gave NaN as {what}")
+        raise TrialValueError(
+            f"Trial {number}: the objective gave NaN as {what}", trial=number, value=value
+        )
     return number_value
 
 
@@ -656,20 +679,38 @@ def _check_arguments(
     max_failures: int | None,
 ) -> None:
     if not isinstance(study, str) or not study.strip() or len(study) > _MAX_STUDY_NAME:
-        raise TrainError(
+        raise TrainArgumentError(
             f"Invalid study name {study!r}: expected a non-empty string of at most "
-            f"{_MAX_STUDY_NAME} characters"
+            f"{_MAX_STUDY_NAME} characters",
+            argument="study",
+            value=study,
         )
     if isinstance(n_trials, bool) or not isinstance(n_trials, int) or n_trials < 1:
-        raise TrainError(f"n_trials must be an int >= 1, not {n_trials!r}")
+        raise TrainArgumentError(
+            f"n_trials must be an int >= 1, not {n_trials!r}", argument="n_trials", value=n_trials
+        )
     if direction not in ("maximize", "minimize"):
-        raise TrainError(f"direction must be 'maximize' or 'minimize', not {direction!r}")
+        raise TrainArgumentError(
+            f"direction must be 'maximize' or 'minimize', not {direction!r}",
+            argument="direction",
+            value=direction,
+        )
     if timeout_s is not None and not timeout_s > 0:
-        raise TrainError(f"timeout_s must be > 0 seconds, not {timeout_s!r}")
+        raise TrainArgumentError(
+            f"timeout_s must be > 0 seconds, not {timeout_s!r}",
+            argument="timeout_s",
+            value=timeout_s,
+        )
     if isinstance(n_jobs, bool) or not isinstance(n_jobs, int) or n_jobs < 1:
-        raise TrainError(f"n_jobs must be an int >= 1, not {n_jobs!r}")
+        raise TrainArgumentError(
+            f"n_jobs must be an int >= 1, not {n_jobs!r}", argument="n_jobs", value=n_jobs
+        )
     if max_failures is not None and (not isinstance(max_failures, int) or max_failures < 1):
-        raise TrainError(f"max_failures must be an int >= 1, not {max_failures!r}")
+        raise TrainArgumentError(
+            f"max_failures must be an int >= 1, not {max_failures!r}",
+            argument="max_failures",
+            value=max_failures,
+        )
 
 
 def _check_heartbeat(heartbeat_interval: int, grace_period: int | None) -> None:
@@ -677,9 +718,15 @@ def _check_heartbeat(heartbeat_interval: int, grace_period: int | None) -> None:
         if value is None and name == "grace_period":
             continue
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise TrainError(f"{name} must be a whole number of seconds >= 1, not {value!r}")
+            raise TrainArgumentError(
+                f"{name} must be a whole number of seconds >= 1, not {value!r}",
+                argument=name,
+                value=value,
+            )
     if grace_period is not None and grace_period <= heartbeat_interval:
-        raise TrainError(
+        raise TrainArgumentError(
             f"grace_period ({grace_period} s) must exceed heartbeat_interval "
-            f"({heartbeat_interval} s), or live trials would be failed"
+            f"({heartbeat_interval} s), or live trials would be failed",
+            argument="grace_period",
+            value=grace_period,
         )

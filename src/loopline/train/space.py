@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, TypeAlias
 
-from loopline.errors import SearchSpaceError
+from loopline.train.errors import SearchSpaceError
 
 #: What Optuna can store as a categorical option.
 Scalar: TypeAlias = bool | int | float | str | None

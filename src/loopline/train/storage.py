@@ -22,8 +22,8 @@ import warnings
 from typing import TYPE_CHECKING, Any
 
 from loopline.config import redact_url
-from loopline.errors import TrainError
 from loopline.store.db.engine import sqlite_file
+from loopline.train.errors import SearchStorageError, TrainError
 
 if TYPE_CHECKING:
     from types import ModuleType
@@ -60,24 +60,27 @@ def optuna_url(metadata_url: str) -> str:
     try:
         url = sa.make_url(metadata_url)
     except sa.exc.ArgumentError as exc:
-        raise TrainError(
-            f"Cannot store a search in {redact_url(metadata_url)!r}: not a database URL"
+        raise SearchStorageError(
+            f"Cannot store a search in {redact_url(metadata_url)!r}: not a database URL",
+            url=redact_url(metadata_url),
         ) from exc
     backend = url.get_backend_name()
     if backend == "sqlite":
         if sqlite_file(metadata_url) is None:
-            raise TrainError(
+            raise SearchStorageError(
                 f"Cannot store a search in the in-memory database {redact_url(metadata_url)!r}",
                 hint="Use a SQLite file (the default project store) or PostgreSQL",
+                url=redact_url(metadata_url),
             )
         url = url.set(drivername="sqlite")
     elif backend == "postgresql":
         if url.drivername in ("postgresql", "postgres"):
             url = url.set(drivername="postgresql+psycopg")
     else:
-        raise TrainError(
+        raise SearchStorageError(
             f"Cannot store a search in {redact_url(metadata_url)!r}: expected a SQLite or "
-            "PostgreSQL URL"
+            "PostgreSQL URL",
+            url=redact_url(metadata_url),
         )
     text = url.render_as_string(hide_password=False)
     # Optuna formats the URL as a template ({SCHEMA_VERSION}); keep literal braces literal.
@@ -131,9 +134,10 @@ def open_storage(
             # Another process is creating Optuna's tables or stamping its version right
             # now; once it is done, opening finds them and succeeds.
             if attempt == _OPEN_ATTEMPTS:
-                raise TrainError(
+                raise SearchStorageError(
                     f"Cannot open the Optuna storage in {redact_url(metadata_url)}: "
-                    f"{_first_line(exc)}"
+                    f"{_first_line(exc)}",
+                    url=redact_url(metadata_url),
                 ) from exc
             log.debug("opening the Optuna storage failed (attempt %d): %s", attempt, exc)
         time.sleep(delay * (0.5 + random.random()))
@@ -178,7 +182,9 @@ def _ensure_wal(path: str, busy_timeout: float) -> None:
         if not mode or str(mode[0]).lower() != "wal":
             conn.execute("PRAGMA journal_mode = WAL")
     except sqlite3.Error as exc:
-        raise TrainError(f"Cannot use the SQLite database {path}: {exc}") from exc
+        raise SearchStorageError(
+            f"Cannot use the SQLite database {path}: {exc}", url=str(path)
+        ) from exc
     finally:
         conn.close()
 

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from loopline.errors import BatchInputError, BatchOutputError
+from loopline.trigger.errors import BatchInputError, BatchOutputError
 
 if TYPE_CHECKING:
     from loopline.config import S3Settings
@@ -256,7 +256,7 @@ def _csv_batches(source: Source, chunk_rows: int) -> Iterator[Any]:
     if not names:
         raise BatchInputError(source.name, "the CSV file is empty (no header line)")
     from loopline.data.csvscan import refuse_unclosed_quotes
-    from loopline.errors import UnterminatedQuoteError
+    from loopline.data.errors import UnterminatedQuoteError
 
     try:
         # pyarrow reads an unclosed quote as one value running to the end: rows vanish.

@@ -44,9 +44,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from loopline.errors import ObjectNotFoundError, TriggerError
 from loopline.store import tempfiles
 from loopline.store.db.types import to_utc
+from loopline.store.errors import ObjectNotFoundError
 from loopline.trigger.batch import (
     DEFAULT_CHUNK_ROWS,
     INVALID_SUFFIX,
@@ -57,6 +57,7 @@ from loopline.trigger.batch import (
     open_log_writer,
     score_file,
 )
+from loopline.trigger.errors import TriggerError
 
 if TYPE_CHECKING:
     import sqlalchemy as sa

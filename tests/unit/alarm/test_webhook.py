@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 
 from loopline.alarm import ActionEvent, WebhookAction, sign, verify_signature
-from loopline.errors import ActionConfigError, ConfigError
+from loopline.alarm.errors import ActionConfigError
+from loopline.errors import ConfigError
 
 SECRET = "s3cr3t"
 

@@ -9,17 +9,17 @@ import pandas as pd
 import pytest
 
 from loopline.data import Datasets
-from loopline.data.schema import DatasetSchema
-from loopline.data.validate import ValidationReport
-from loopline.errors import (
+from loopline.data.errors import (
     DataArgumentError,
     DatasetNotFoundError,
     DatasetVersionNotFoundError,
-    IntegrityError,
     MixedTypesError,
     UnterminatedQuoteError,
     ValidationFailedError,
 )
+from loopline.data.schema import DatasetSchema
+from loopline.data.validate import ValidationReport
+from loopline.errors import IntegrityError
 from loopline.store.db.events import list_events
 from loopline.store.stores import Stores
 

@@ -12,8 +12,7 @@ import pytest
 
 from loopline.data import csvfile
 from loopline.data.content import normalise_table, table_digest
-from loopline.data.ingest import read_source
-from loopline.errors import (
+from loopline.data.errors import (
     DataArgumentError,
     DuplicateColumnsError,
     EmptySourceError,
@@ -25,6 +24,7 @@ from loopline.errors import (
     SourceNotFoundError,
     UnterminatedQuoteError,
 )
+from loopline.data.ingest import read_source
 
 
 def write(tmp_path: Path, name: str, data: bytes | str) -> Path:

@@ -16,8 +16,7 @@ import pytest
 
 from loopline.config import S3Settings
 from loopline.data.content import normalise_table, table_digest
-from loopline.data.ingest import read_source
-from loopline.errors import (
+from loopline.data.errors import (
     DataArgumentError,
     DuplicateColumnsError,
     EmptySourceError,
@@ -26,6 +25,7 @@ from loopline.errors import (
     SourceNotFoundError,
     UnsupportedTypeError,
 )
+from loopline.data.ingest import read_source
 
 
 @pytest.fixture

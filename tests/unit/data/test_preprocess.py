@@ -6,11 +6,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from loopline.data.errors import DataArgumentError
 from loopline.data.ingest import read_source
 from loopline.data.preprocess import default_preprocessor, feature_columns
 from loopline.data.profile import compute_profile
 from loopline.data.schema import DatasetSchema, infer_schema
-from loopline.errors import DataArgumentError
 
 
 @pytest.fixture

@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 
 from loopline.data import Datasets
+from loopline.data.errors import DataArgumentError
 from loopline.data.splits import allocate, assign, check_fractions
-from loopline.errors import DataArgumentError
 from loopline.store.stores import Stores
 
 

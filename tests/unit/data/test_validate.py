@@ -7,11 +7,11 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
+from loopline.data.errors import DataArgumentError
 from loopline.data.ingest import read_source
 from loopline.data.profile import compute_profile
 from loopline.data.schema import ColumnSchema, DatasetSchema, infer_schema
 from loopline.data.validate import ValidationReport, validate_table
-from loopline.errors import DataArgumentError
 
 
 def canonical(frame: pd.DataFrame) -> pa.Table:

@@ -9,8 +9,8 @@ import pytest
 from sklearn import metrics as skm
 from sklearn.calibration import calibration_curve
 
-from loopline.errors import EvaluationError
 from loopline.evaluate import evaluate_predictions
+from loopline.evaluate.errors import EvaluationError
 
 Y = [0, 0, 1, 1, 1, 0]
 PRED = [0, 1, 1, 1, 0, 0]

@@ -12,8 +12,8 @@ from sklearn.linear_model import LinearRegression, LogisticRegression
 from sklearn.metrics import f1_score, roc_auc_score
 from sklearn.svm import LinearSVC
 
-from loopline.errors import EvaluationError
 from loopline.evaluate import evaluate, evaluate_gates
+from loopline.evaluate.errors import EvaluationError
 
 
 @pytest.fixture(scope="module")

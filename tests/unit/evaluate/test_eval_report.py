@@ -12,8 +12,8 @@ from collections.abc import Mapping
 import numpy as np
 import pytest
 
-from loopline.errors import EvaluationError
 from loopline.evaluate import Evaluation, evaluate_predictions
+from loopline.evaluate.errors import EvaluationError
 
 
 @pytest.fixture(scope="module")

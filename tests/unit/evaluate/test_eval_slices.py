@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from loopline.errors import EvaluationError
 from loopline.evaluate import evaluate_predictions
+from loopline.evaluate.errors import EvaluationError
 
 
 @pytest.fixture

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from sklearn.metrics import f1_score
 
-from loopline.errors import EvaluationError
 from loopline.evaluate import evaluate_predictions, select_threshold
+from loopline.evaluate.errors import EvaluationError
 
 Y = [0, 0, 1, 1]
 P = [0.1, 0.4, 0.35, 0.8]

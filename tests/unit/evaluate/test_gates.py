@@ -8,7 +8,6 @@ from typing import Any, Literal
 
 import pytest
 
-from loopline.errors import EvaluationError, GateFailedError, GateSyntaxError
 from loopline.evaluate import (
     CriterionResult,
     Evaluation,
@@ -17,6 +16,7 @@ from loopline.evaluate import (
     Verdict,
     evaluate_gates,
 )
+from loopline.evaluate.errors import EvaluationError, GateFailedError, GateSyntaxError
 
 METRICS = {"f1": 0.8123, "roc_auc": 0.901, "log_loss": 0.42, "rmse": 10.0}
 

@@ -12,10 +12,11 @@ from pathlib import Path
 import pytest
 
 from loopline.config import settings_for
-from loopline.errors import ConfigError, PromotionRefusedError
+from loopline.errors import ConfigError
 from loopline.examples.credit_risk.data import generate_applications
 from loopline.loop.gates import check_candidate, gate_configs, resolve_candidate
 from loopline.project.create import init_project
+from loopline.registry.errors import PromotionRefusedError
 from loopline.store.stores import Stores
 
 GATES = """

@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from loopline.errors import FeedbackError, UnterminatedQuoteError
+from loopline.data.errors import UnterminatedQuoteError
+from loopline.monitor.errors import FeedbackError
 from loopline.monitor.feedback import FeedbackStore, parse_feedback, read_feedback_file
 from loopline.monitor.predictions import IndexEntry, PredictionIndex
 from loopline.store.db import migrate

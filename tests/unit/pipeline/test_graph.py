@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from loopline.errors import PipelineDefinitionError, PipelineParamError
 from loopline.pipeline import Pipeline, StepContext, step
+from loopline.pipeline.errors import PipelineDefinitionError, PipelineParamError
 
 
 @step

@@ -5,7 +5,7 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from loopline.errors import StepOutputError
+from loopline.pipeline.errors import StepOutputError
 from loopline.pipeline.values import load_value, store_value
 from loopline.store.objects.cas import ContentStore
 from loopline.store.objects.memory import MemoryObjectStore

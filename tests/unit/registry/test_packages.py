@@ -14,16 +14,16 @@ import pytest
 import sqlalchemy as sa
 from sklearn.base import BaseEstimator, TransformerMixin
 
-from loopline.errors import (
+from loopline.errors import IntegrityError
+from loopline.registry import LoadedModel, Manifest, Registry
+from loopline.registry.errors import (
     FlavorUnavailableError,
-    IntegrityError,
     ModelInputError,
     ModelPackageError,
     PackageIntegrityError,
     RegistryError,
     UnsafeModelError,
 )
-from loopline.registry import LoadedModel, Manifest, Registry
 from loopline.registry.tables import model_versions
 
 Frame = tuple[pd.DataFrame, pd.Series]

@@ -11,14 +11,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from loopline.errors import (
+from loopline.registry import ModelVersion, Registry
+from loopline.registry.errors import (
     AliasNotFoundError,
     ModelNotFoundError,
     ModelVersionNotFoundError,
     PromotionRefusedError,
     RegistryError,
 )
-from loopline.registry import ModelVersion, Registry
 from loopline.store.db.events import list_events
 
 
@@ -339,7 +339,7 @@ def test_traffic_split_is_read_and_changed_in_place(
 def test_alias_moves_are_compare_and_set_when_asked(
     reg: Registry, tiny: tuple[Any, pd.DataFrame]
 ) -> None:
-    from loopline.errors import ConflictError
+    from loopline.registry.errors import ConflictError
 
     register_n(reg, tiny, 3)
     reg.set_alias("churn", "production", 1, expect=None)  # "nobody holds it yet"
@@ -361,7 +361,7 @@ def test_alias_moves_are_compare_and_set_when_asked(
 def test_a_promotion_whose_champion_moved_during_its_check_changes_nothing(
     reg: Registry, tiny: tuple[Any, pd.DataFrame]
 ) -> None:
-    from loopline.errors import ConflictError
+    from loopline.registry.errors import ConflictError
 
     register_n(reg, tiny, 3)
     reg.set_alias("churn", "production", 1)
@@ -383,7 +383,7 @@ def test_a_promotion_whose_champion_moved_during_its_check_changes_nothing(
 def test_traffic_splits_are_compare_and_set_when_asked(
     reg: Registry, tiny: tuple[Any, pd.DataFrame]
 ) -> None:
-    from loopline.errors import ConflictError
+    from loopline.registry.errors import ConflictError
 
     register_n(reg, tiny, 2)
     reg.set_alias("churn", "production", 1)

@@ -22,8 +22,9 @@ import pytest
 import sqlalchemy as sa
 
 from loopline.cli.main import exit_code_for
-from loopline.errors import IntegrityError, MalformedPackageError, UnsafeModelError
+from loopline.errors import IntegrityError
 from loopline.registry import Manifest, Registry
+from loopline.registry.errors import MalformedPackageError, UnsafeModelError
 from loopline.registry.flavors import skops_dumps, skops_loads
 from loopline.registry.tables import model_versions
 from loopline.registry.trust import FORBIDDEN_PREFIXES, TRUSTED_TYPES

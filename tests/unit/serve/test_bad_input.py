@@ -465,7 +465,7 @@ def test_a_model_that_cannot_load_says_why_and_stops_the_server(project: Path) -
     stopped: list[bool] = []
 
     async def body(client: Client, state: Any) -> None:
-        from loopline.errors import PackageIntegrityError
+        from loopline.registry.errors import PackageIntegrityError
 
         assert isinstance(state.failure, PackageIntegrityError)
         r = await client.post("/predict", json=[ROW])
@@ -512,7 +512,7 @@ def test_run_worker_raises_when_the_first_load_fails(
     project: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from loopline.cli.main import exit_code_for
-    from loopline.errors import ServeError
+    from loopline.serve.errors import ServeError
     from loopline.serve.server import ServeTarget, run_worker
     from loopline.serve.settings import ServeSettings
 

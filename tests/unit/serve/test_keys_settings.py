@@ -9,7 +9,8 @@ import pytest
 import sqlalchemy as sa
 
 from loopline.config import default_toml, settings_for
-from loopline.errors import ApiKeyError, ConfigError, UnsafeBindError
+from loopline.errors import ConfigError
+from loopline.serve.errors import ApiKeyError, UnsafeBindError
 from loopline.serve.keys import KeyStore, hash_key, role_allows
 from loopline.serve.server import check_bind
 from loopline.serve.settings import ServeSettings, is_loopback, load_serve_settings

@@ -13,7 +13,9 @@ from pathlib import Path
 import pytest
 
 from loopline.cli.main import exit_code_for
-from loopline.errors import ConfigError, PackageIntegrityError, PortInUseError, ServeError
+from loopline.errors import ConfigError
+from loopline.registry.errors import PackageIntegrityError
+from loopline.serve.errors import PortInUseError, ServeError
 from loopline.serve.server import (
     GracefulStop,
     Listeners,

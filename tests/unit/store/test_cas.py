@@ -15,8 +15,8 @@ from typing import IO
 import pytest
 
 from loopline.config import S3Settings
-from loopline.errors import (
-    IntegrityError,
+from loopline.errors import IntegrityError
+from loopline.store.errors import (
     InvalidKeyError,
     ObjectNotFoundError,
     ObjectStoreError,

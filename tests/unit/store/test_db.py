@@ -10,16 +10,16 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from loopline.errors import (
+from loopline.store.db import migrate
+from loopline.store.db.engine import Database
+from loopline.store.db.events import list_events, record_event
+from loopline.store.db.schema import VERSION_TABLE
+from loopline.store.errors import (
     DatabaseFullError,
     DatabaseIOError,
     DatabaseUnreachableError,
     SchemaError,
 )
-from loopline.store.db import migrate
-from loopline.store.db.engine import Database
-from loopline.store.db.events import list_events, record_event
-from loopline.store.db.schema import VERSION_TABLE
 
 
 @pytest.fixture

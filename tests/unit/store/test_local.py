@@ -13,13 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from loopline.errors import (
+from loopline.store import tempfiles
+from loopline.store.errors import (
     InvalidKeyError,
     ObjectStoreError,
     StoreFullError,
     StoreUnreachableError,
 )
-from loopline.store import tempfiles
 from loopline.store.objects.local import TEMP_DIR, LocalObjectStore
 
 DEAD_WRITER = """

@@ -11,12 +11,12 @@ import sqlalchemy as sa
 
 from loopline.cli.main import exit_code_for
 from loopline.config import settings_for
-from loopline.errors import ProjectConflictError
 from loopline.project.create import init_project
 from loopline.project.doctor import diagnose
 from loopline.store.db import migrate
 from loopline.store.db.engine import Database
 from loopline.store.db.project import read_binding
+from loopline.store.errors import ProjectConflictError
 from loopline.store.stores import Stores
 
 

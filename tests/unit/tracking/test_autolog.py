@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from loopline.errors import ParamConflictError, TrackingError
 from loopline.tracking import Tracker, autolog
+from loopline.tracking.errors import ParamConflictError, TrackingError
 
 sklearn = pytest.importorskip("sklearn")
 

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from loopline.errors import InvalidMetricError, ParamConflictError, TrackingError
 from loopline.store.stores import Stores
 from loopline.tracking import Run, Tracker, current_run
+from loopline.tracking.errors import InvalidMetricError, ParamConflictError, TrackingError
 from loopline.tracking.tables import metrics
 
 

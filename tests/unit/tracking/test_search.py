@@ -7,8 +7,8 @@ import uuid
 
 import pytest
 
-from loopline.errors import InvalidRunFilterError, RunNotFoundError, TrackingError
 from loopline.tracking import Tracker
+from loopline.tracking.errors import InvalidRunFilterError, RunNotFoundError, TrackingError
 from loopline.tracking.search import parse_filter, parse_sort
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from loopline.errors import InvalidMetricError, TrackingError
+from loopline.tracking.errors import InvalidMetricError, TrackingError
 from loopline.tracking.values import check_key, metric_step, metric_value, param_text
 
 

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from loopline.errors import TrainError
 from loopline.tracking import Tracker
 from loopline.train import FitResult, fit, infer_task
+from loopline.train.errors import TrainError
 
 Data = tuple[Any, Any, Any, Any]
 

@@ -82,7 +82,7 @@ def test_loopline_and_optuna_share_a_database(metadata_url: str, first: str) -> 
 
 
 def test_optuna_urls() -> None:
-    from loopline.errors import TrainError
+    from loopline.train.errors import TrainError
 
     assert optuna_url("sqlite:////tmp/x/meta.db") == "sqlite:////tmp/x/meta.db"
     assert optuna_url("sqlite+pysqlite:////tmp/m.db") == "sqlite:////tmp/m.db"

@@ -8,7 +8,6 @@ from typing import Any
 
 import pytest
 
-from loopline.errors import SearchFailedError, SearchNotFoundError, SearchSpaceError, TrainError
 from loopline.store.stores import Stores
 from loopline.tracking import Run, Tracker
 from loopline.train import (
@@ -19,6 +18,12 @@ from loopline.train import (
     SearchProgress,
     load_search,
     search,
+)
+from loopline.train.errors import (
+    SearchFailedError,
+    SearchNotFoundError,
+    SearchSpaceError,
+    TrainError,
 )
 
 

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from loopline.errors import SearchSpaceError
 from loopline.train import Choice, FloatRange, IntRange, SearchSpace
+from loopline.train.errors import SearchSpaceError
 
 
 def _trials(space: SearchSpace, n: int, seed: int = 0) -> list[dict[str, Any]]:

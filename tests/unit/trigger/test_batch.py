@@ -9,12 +9,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from loopline.errors import BatchInputError
 from loopline.monitor.predictions import read_predictions
 from loopline.registry import Registry
 from loopline.store.stores import Stores
 from loopline.trigger import batch
 from loopline.trigger.batch import predict_file
+from loopline.trigger.errors import BatchInputError
 
 REF = "churn@production"
 

@@ -244,9 +244,9 @@ def register(
 ) -> dict[str, Any]:
     """Register the winner as ``challenger``; promote it to ``champion`` if it passes the
     gates (the project's [gates.credit_risk], or DEFAULT_GATES)."""
-    from loopline.errors import PromotionRefusedError
     from loopline.loop.gates import GateConfig, check_candidate, gate_configs
     from loopline.registry import DatasetRef, Registry
+    from loopline.registry.errors import PromotionRefusedError
 
     winner = evaluation["winner"]
     model = tuned if winner == "tuned" else baseline

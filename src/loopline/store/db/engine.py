@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from loopline.config import redact_url
-from loopline.errors import (
+from loopline.store.errors import (
     DatabaseFullError,
     DatabaseIOError,
     DatabaseUnreachableError,

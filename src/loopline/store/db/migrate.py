@@ -12,9 +12,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from loopline.errors import DatabaseUnreachableError, SchemaError
 from loopline.store.db.engine import Database
 from loopline.store.db.schema import VERSION_TABLE
+from loopline.store.errors import DatabaseUnreachableError, SchemaError
 
 if TYPE_CHECKING:
     from alembic.config import Config

@@ -21,10 +21,10 @@ from datetime import datetime
 
 import sqlalchemy as sa
 
-from loopline.errors import ProjectConflictError
 from loopline.store.db import dialects
 from loopline.store.db.engine import Database
 from loopline.store.db.schema import project
+from loopline.store.errors import ProjectConflictError
 
 _KEY = "project"
 

@@ -9,7 +9,7 @@ URL of their scheme is opened, and the Parquet helpers live in
 
 from __future__ import annotations
 
-from loopline.errors import InvalidDigestError
+from loopline.store.errors import InvalidDigestError
 from loopline.store.objects.base import (
     CHUNK_SIZE,
     ObjectInfo,

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Protocol, runtime_checkable
 
-from loopline.errors import InvalidKeyError, StoreUnreachableError
+from loopline.store.errors import InvalidKeyError, StoreUnreachableError
 
 if TYPE_CHECKING:
     from loopline.config import S3Settings

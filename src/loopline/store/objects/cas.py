@@ -4,7 +4,7 @@ A blob with digest ``d`` lives under the key ``<prefix>/sha256/<d[:2]>/<d[2:]>``
 the same content twice stores it once. Every read is verified against the digest:
 
 - :meth:`ContentStore.get` and :meth:`ContentStore.verify` hash the whole object and raise
-  :class:`~loopline.errors.IntegrityError` on a mismatch (a truncated, flipped or
+  :class:`~loopline.store.errors.BlobIntegrityError` on a mismatch (a truncated, flipped or
   replaced object);
 - :meth:`ContentStore.open` returns a :class:`VerifyingReader` that hashes as it is read
   and raises at end of stream, so a caller must read to EOF before trusting the data;
@@ -39,8 +39,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, NoReturn, cast
 
-from loopline.errors import (
-    IntegrityError,
+from loopline.store.errors import (
+    BlobIntegrityError,
     InvalidDigestError,
     ObjectNotFoundError,
     ObjectStoreError,
@@ -275,7 +275,7 @@ class ContentStore:
         actual = hashlib.sha256(data).hexdigest()
         if actual != digest:
             self._on_corrupt(key)
-            raise IntegrityError(key, digest, actual, self._store.url)
+            raise BlobIntegrityError(key, digest, actual, self._store.url)
         return data
 
     def open(self, digest: str) -> VerifyingReader:
@@ -354,7 +354,7 @@ class VerifyingReader(io.RawIOBase):
         self._store_url = store_url
         self._on_mismatch = on_mismatch
         self._hasher = hashlib.sha256()
-        self._error: IntegrityError | None = None
+        self._error: BlobIntegrityError | None = None
         self._verified = False
         self.size = 0
 
@@ -403,7 +403,7 @@ class VerifyingReader(io.RawIOBase):
             return data
         actual = self._hasher.hexdigest()
         if actual != self._expected:
-            self._error = IntegrityError(self._key, self._expected, actual, self._store_url)
+            self._error = BlobIntegrityError(self._key, self._expected, actual, self._store_url)
             if self._on_mismatch is not None:
                 self._on_mismatch()
             raise self._error

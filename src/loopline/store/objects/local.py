@@ -9,10 +9,10 @@ next writer removes it once that writer is gone, and :meth:`LocalObjectStore.cle
 does so on request.
 
 Every ``OSError`` becomes a loopline error naming the store and the key:
-:class:`~loopline.errors.StoreFullError` for a full disk or quota,
-:class:`~loopline.errors.StoreUnreachableError` for a folder that is read-only or not
-permitted, :class:`~loopline.errors.InvalidKeyError` for a path the filesystem finds too
-long, :class:`~loopline.errors.ObjectStoreError` for any other failure (an I/O error).
+:class:`~loopline.store.errors.StoreFullError` for a full disk or quota,
+:class:`~loopline.store.errors.StoreUnreachableError` for a folder that is read-only or not
+permitted, :class:`~loopline.store.errors.InvalidKeyError` for a path the filesystem finds too
+long, :class:`~loopline.store.errors.ObjectStoreError` for any other failure (an I/O error).
 Errors of the stream being stored are not the store's and pass through unchanged.
 
 The root folder is created lazily by the first ``put``, but only when its parent
@@ -34,14 +34,14 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
-from loopline.errors import (
+from loopline.store import tempfiles
+from loopline.store.errors import (
     InvalidKeyError,
     ObjectNotFoundError,
     ObjectStoreError,
     StoreFullError,
     StoreUnreachableError,
 )
-from loopline.store import tempfiles
 from loopline.store.objects.base import CHUNK_SIZE, ObjectInfo, validate_key, validate_prefix
 
 if TYPE_CHECKING:

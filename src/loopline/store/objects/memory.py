@@ -14,7 +14,7 @@ import threading
 from collections.abc import Iterator
 from typing import IO, TYPE_CHECKING, ClassVar
 
-from loopline.errors import InvalidKeyError, ObjectNotFoundError, StoreUnreachableError
+from loopline.store.errors import InvalidKeyError, ObjectNotFoundError, StoreUnreachableError
 from loopline.store.objects.base import CHUNK_SIZE, ObjectInfo, validate_key, validate_prefix
 
 if TYPE_CHECKING:

@@ -8,8 +8,8 @@ a failed upload is aborted so no part lingers (a *killed* process cannot abort: 
 an ``AbortIncompleteMultipartUpload`` lifecycle rule on the bucket to reclaim those).
 
 s3fs and botocore errors are translated once, here: a missing key becomes
-:class:`~loopline.errors.ObjectNotFoundError`; a missing bucket, refused credentials or
-an endpoint that does not answer become :class:`~loopline.errors.StoreUnreachableError`
+:class:`~loopline.store.errors.ObjectNotFoundError`; a missing bucket, refused credentials or
+an endpoint that does not answer become :class:`~loopline.store.errors.StoreUnreachableError`
 with a hint. Listing caches are off, so a put is visible to ``exists``/``list`` at once
 (S3 itself has been strongly consistent since December 2020).
 
@@ -30,7 +30,7 @@ import botocore.exceptions
 import s3fs
 
 from loopline.config import S3Settings
-from loopline.errors import (
+from loopline.store.errors import (
     InvalidKeyError,
     ObjectNotFoundError,
     ObjectStoreError,

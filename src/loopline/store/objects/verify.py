@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
-from loopline.errors import ObjectNotFoundError, ObjectStoreError
+from loopline.store.errors import ObjectNotFoundError, ObjectStoreError
 from loopline.store.objects.base import CHUNK_SIZE
 from loopline.store.objects.cas import ContentStore
 from loopline.store.tempfiles import TempFile
