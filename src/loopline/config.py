@@ -49,6 +49,7 @@ SECTIONS: dict[str, str] = {
     "s3": "the S3 object store (config)",
     "serve": "the model server (loopline.serve.settings)",
     "gates": "model gates, one table per model (loopline.loop.gates)",
+    "monitor": "monitoring, one table per model (loopline.monitor.settings)",
 }
 
 

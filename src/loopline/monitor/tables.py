@@ -51,6 +51,94 @@ feedback = sa.Table(
     #: "api", "file:<name>"...
     sa.Column("source", sa.String(255), nullable=False),
     sa.Index("ix_ll_feedback_model_received_at", "model", "received_at"),
+    sa.Index("ix_ll_feedback_model_predicted_at", "model", "predicted_at"),
 )
 
-TABLES = (prediction_index, feedback)
+
+#: Which stored reference (a JSON blob) a model version is compared with, per baseline
+#: ("training", or "DATASET@V").
+references = sa.Table(
+    "ll_monitor_references",
+    metadata,
+    sa.Column("model", sa.String(128), primary_key=True),
+    sa.Column("version", sa.Integer(), primary_key=True),
+    sa.Column("baseline", sa.String(255), primary_key=True),
+    sa.Column("digest", sa.String(64), nullable=False),
+    sa.Column("dataset", sa.String(255), nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+)
+
+#: One monitoring run over a window: what it read, how it ended.
+monitor_runs = sa.Table(
+    "ll_monitor_runs",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("model", sa.String(128), nullable=False),
+    sa.Column("ref", sa.String(255), nullable=False),
+    sa.Column("window_start", UTCDateTime(), nullable=True),
+    sa.Column("window_end", UTCDateTime(), nullable=True),
+    sa.Column("started_at", UTCDateTime(), nullable=False),
+    sa.Column("ended_at", UTCDateTime(), nullable=True),
+    #: ok, drift, alert (quality/anomaly/performance), insufficient_data, failed
+    sa.Column("status", sa.String(24), nullable=False),
+    sa.Column("rows", sa.BigInteger(), nullable=False),
+    sa.Column("summary", sa.JSON(), nullable=True),
+    sa.Column("error", sa.Text(), nullable=True),
+    sa.Index("ix_ll_monitor_runs_model_started_at", "model", "started_at"),
+)
+
+#: The time series: one row per (model, version, role, window, metric, feature). Running a
+#: window again replaces its rows.
+series = sa.Table(
+    "ll_monitor_series",
+    metadata,
+    sa.Column("id", ID, primary_key=True, autoincrement=True),
+    sa.Column("model", sa.String(128), nullable=False),
+    sa.Column("version", sa.Integer(), nullable=False),
+    #: primary, canary, shadow (or "all" for a window's totals)
+    sa.Column("role", sa.String(16), nullable=False),
+    sa.Column("window_start", UTCDateTime(), nullable=False),
+    sa.Column("window_end", UTCDateTime(), nullable=False),
+    #: e.g. feature_drift.wasserstein_normed, drift.share, quality.null_share,
+    #: performance.f1, estimated.accuracy, health.latency_p99_ms
+    sa.Column("metric", sa.String(96), nullable=False),
+    #: The column a per-feature metric is about ("" for the model as a whole).
+    sa.Column("feature", sa.String(255), nullable=False),
+    sa.Column("value", sa.Float(), nullable=True),
+    sa.Column("threshold", sa.Float(), nullable=True),
+    #: ok, drift, alert, insufficient_data
+    sa.Column("status", sa.String(24), nullable=False),
+    sa.Column("rows", sa.BigInteger(), nullable=False),
+    sa.Column("run_id", sa.String(32), nullable=False),
+    sa.Column("computed_at", UTCDateTime(), nullable=False),
+    sa.UniqueConstraint(
+        "model",
+        "version",
+        "role",
+        "window_start",
+        "window_end",
+        "metric",
+        "feature",
+        name="uq_ll_monitor_series_window_metric",
+    ),
+    sa.Index("ix_ll_monitor_series_model_metric_window_end", "model", "metric", "window_end"),
+)
+
+#: Requests the server (or a batch job) refused as not matching the signature, counted per
+#: (model, version, hour, column, kind): the type errors and missing columns of data quality.
+rejections = sa.Table(
+    "ll_prediction_rejections",
+    metadata,
+    sa.Column("id", ID, primary_key=True, autoincrement=True),
+    sa.Column("model", sa.String(128), nullable=False),
+    sa.Column("version", sa.Integer(), nullable=False),
+    sa.Column("hour", UTCDateTime(), nullable=False),
+    sa.Column("column", sa.String(255), nullable=False),
+    #: the problem code of the validation report (type, missing, range, category, null ...)
+    sa.Column("kind", sa.String(48), nullable=False),
+    sa.Column("rows", sa.BigInteger(), nullable=False),
+    sa.Column("requests", sa.BigInteger(), nullable=False),
+    sa.Index("ix_ll_prediction_rejections_model_hour", "model", "hour"),
+)
+
+TABLES = (prediction_index, feedback, references, monitor_runs, series, rejections)

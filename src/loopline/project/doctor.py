@@ -123,18 +123,22 @@ def diagnose(settings: Settings) -> DoctorReport:
 def _sections_check(settings: Settings) -> Check:
     """Every section of loopline.toml parses for the layer that reads it."""
     from loopline.loop.gates import gate_configs
+    from loopline.monitor.settings import monitor_configs
     from loopline.serve.settings import load_serve_settings
 
     where = str(settings.config_file) if settings.config_file else "(no loopline.toml)"
     try:
         load_serve_settings(settings)
         gates = gate_configs(settings)
+        monitors = monitor_configs(settings)
     except ConfigError as exc:
         return Check("sections", "fail", exc.source or where, exc.message, exc.hint)
     tables = sorted(settings.tables)
     detail = f"[{'], ['.join(tables)}] read" if tables else "no sections"
     if gates:
         detail += f"; gates for {', '.join(sorted(gates))}"
+    if monitors:
+        detail += f"; monitors for {', '.join(sorted(monitors))}"
     return Check("sections", "ok", where, detail)
 
 

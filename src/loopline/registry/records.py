@@ -23,14 +23,19 @@ class DatasetRef:
     version: str | int | None
     digest: str | None
     role: str = "train"
+    #: The recorded split of that dataset version the model was trained on, if any.
+    split: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "name": self.name,
             "version": self.version,
             "digest": self.digest,
             "role": self.role,
         }
+        if self.split is not None:
+            out["split"] = self.split
+        return out
 
     @classmethod
     def coerce(cls, item: Any) -> DatasetRef:
@@ -47,11 +52,13 @@ class DatasetRef:
         if version is not None and not isinstance(version, int | str):
             version = str(version)
         digest = get("digest")
+        split = get("split") if get("split") is not None else get("split_id")
         return cls(
             name=str(name),
             version=version,
             digest=None if digest is None else str(digest),
             role=str(get("role") or "train"),
+            split=int(split) if isinstance(split, int) and not isinstance(split, bool) else None,
         )
 
 

@@ -31,7 +31,7 @@ import os
 import stat as stat_mod
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, TYPE_CHECKING
+from typing import Any, IO, TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
 from loopline.store import tempfiles
@@ -92,6 +92,12 @@ class LocalObjectStore:
 
     def __repr__(self) -> str:
         return f"LocalObjectStore({str(self._root)!r})"
+
+    def arrow_filesystem(self) -> tuple[Any, str]:
+        """A pyarrow filesystem and the path of the store's root in it (dataset scans)."""
+        from pyarrow.fs import LocalFileSystem
+
+        return LocalFileSystem(), str(self._root)
 
     # -- writing ---------------------------------------------------------------------------
 

@@ -119,6 +119,14 @@ class S3ObjectStore:
     def __repr__(self) -> str:
         return f"S3ObjectStore({self.url!r}, endpoint_url={self._settings.endpoint_url!r})"
 
+    def arrow_filesystem(self) -> tuple[Any, str]:
+        """A pyarrow filesystem over this bucket (the same s3fs client and settings) and
+        the path of the store's root in it, for pyarrow.dataset scans."""
+        from pyarrow.fs import FSSpecHandler, PyFileSystem
+
+        root = f"{self._bucket}/{self._prefix}" if self._prefix else self._bucket
+        return PyFileSystem(FSSpecHandler(self._fs)), root
+
     # -- writing ---------------------------------------------------------------------------
 
     def put(self, key: str, data: bytes | IO[bytes]) -> int:
