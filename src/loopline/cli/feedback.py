@@ -55,3 +55,55 @@ def import_command(file: Path, as_json: bool) -> int:
         for item in [i for i in report.items if i.status == "invalid"][:10]:
             console.print(f"  invalid: {item.request_id} row {item.row}: {item.message}")
     return 0 if report.accepted or not report.items else 1
+
+
+@feedback_group.command("ls")
+@click.argument("model", metavar="MODEL@ALIAS")
+@click.option(
+    "-n",
+    "--limit",
+    type=click.IntRange(min=1),
+    default=20,
+    show_default=True,
+    help="The newest N labels.",
+)
+@json_option
+def ls_command(model: str, limit: int, as_json: bool) -> None:
+    """The newest labels of MODEL, joined to their logged predictions."""
+    from loopline.config import load_settings
+    from loopline.monitor.feedback import FeedbackStore
+    from loopline.registry import Registry
+    from loopline.registry.refs import parse_ref
+    from loopline.store.stores import Stores
+
+    name = parse_ref(model).name
+    with Stores.open(load_settings()) as stores:
+        Registry(stores).resolve(model)
+        rows = FeedbackStore(stores.db).joined(stores.objects, name, limit=limit)
+    if as_json:
+        print_json(rows)
+        return
+    if not rows:
+        console.print(
+            f"No feedback for {model} yet; send labels to the server's /feedback, or run: "
+            "loopline feedback import FILE"
+        )
+        return
+    console.print(
+        table(
+            f"feedback of {model}",
+            ["received (UTC)", "request id", "row", "version", "label", "prediction", "correct"],
+            [
+                (
+                    r["received_at"][:19].replace("T", " "),
+                    r["request_id"],
+                    r["row"],
+                    r["version"],
+                    r["label"],
+                    r["prediction"],
+                    {True: "yes", False: "no"}.get(r["correct"], "-"),
+                )
+                for r in rows
+            ],
+        )
+    )

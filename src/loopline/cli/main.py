@@ -62,6 +62,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "loopline.cli.watch:watch_command",
         "Score every new file in a folder or S3 prefix, exactly once.",
     ),
+    "monitor": (
+        "loopline.cli.monitor:monitor_group",
+        "Drift, data quality, anomalies and performance of a served model, over time.",
+    ),
+    "predictions": (
+        "loopline.cli.predictions:predictions_group",
+        "List and export the prediction log of a model.",
+    ),
     "demo": (
         "loopline.cli.demo:demo_command",
         "Run the lifecycle on embedded defaults in a fresh project.",

@@ -459,3 +459,73 @@ def drift_share(results: list[FeatureDrift], weights: dict[str, float] | None = 
         if total > 0:
             return sum(w[r.feature] for r in judged if r.drifted) / total
     return sum(r.drifted for r in judged) / len(judged)
+
+
+DISPLAY_BUCKETS = 20
+DISPLAY_CATEGORIES = 15
+
+
+def distribution(ref: Reference, cur: Sketch) -> dict[str, Any]:
+    """Reference and current shares over a few display buckets, for reports and pages:
+    numeric columns on equal-frequency buckets of the reference (with the current's
+    values below and above its range), categories by the reference's most frequent."""
+    import numpy as np
+
+    if isinstance(ref, NumericReference) and isinstance(cur, NumericSketch):
+        edges = np.asarray(ref.edges, dtype=np.float64)
+        r = np.asarray(ref.counts, dtype=np.float64)
+        c = np.asarray(cur.counts, dtype=np.float64)
+        if ref.discrete:
+            labels = [_number(v) for v in edges.tolist()]
+            ref_share = (r / max(r.sum(), 1.0)).tolist()
+            extra = float(sum(cur.unseen.values()) + cur.below + cur.above)
+            cur_total = max(c.sum() + extra, 1.0)
+            cur_share = (c / cur_total).tolist()
+            if extra:
+                labels.append(UNSEEN)
+                ref_share.append(0.0)
+                cur_share.append(extra / cur_total)
+            return {
+                "kind": "numeric",
+                "labels": labels,
+                "reference": ref_share,
+                "current": cur_share,
+            }
+        cum = np.cumsum(r) / max(r.sum(), 1.0)
+        bucket = np.minimum((cum * DISPLAY_BUCKETS - 1e-9).astype(np.int64), DISPLAY_BUCKETS - 1)
+        bucket = np.maximum(bucket, 0)
+        ref_b = np.bincount(bucket, weights=r, minlength=DISPLAY_BUCKETS)
+        cur_b = np.bincount(bucket, weights=c, minlength=DISPLAY_BUCKETS)
+        lows = [
+            edges[np.flatnonzero(bucket == b)[0]] if (bucket == b).any() else math.nan
+            for b in range(DISPLAY_BUCKETS)
+        ]
+        labels = [f"≥{_number(v)}" for v in lows]
+        ref_share = (ref_b / max(ref_b.sum(), 1.0)).tolist()
+        total = max(cur_b.sum() + cur.below + cur.above, 1.0)
+        cur_share = (cur_b / total).tolist()
+        labels = [f"<{_number(edges[0])}", *labels, f">{_number(edges[-1])}"]
+        ref_share = [0.0, *ref_share, 0.0]
+        cur_share = [cur.below / total, *cur_share, cur.above / total]
+        return {"kind": "numeric", "labels": labels, "reference": ref_share, "current": cur_share}
+    if not (isinstance(ref, CategoricalReference) and isinstance(cur, CategoricalSketch)):
+        raise TypeError(f"a {type(ref).__name__} with a {type(cur).__name__}")
+    names, r_counts, c_counts = _categorical_frequencies(ref, cur)
+    order = np.argsort(-(r_counts + c_counts), kind="stable")
+    keep = [i for i in order[:DISPLAY_CATEGORIES]]
+    rest = [i for i in order[DISPLAY_CATEGORIES:]]
+    r_total, c_total = max(r_counts.sum(), 1.0), max(c_counts.sum(), 1.0)
+    labels = [names[i] for i in keep]
+    ref_share = [float(r_counts[i] / r_total) for i in keep]
+    cur_share = [float(c_counts[i] / c_total) for i in keep]
+    if rest:
+        labels.append("(the rest)")
+        ref_share.append(float(r_counts[rest].sum() / r_total))
+        cur_share.append(float(c_counts[rest].sum() / c_total))
+    return {"kind": "categorical", "labels": labels, "reference": ref_share, "current": cur_share}
+
+
+def _number(value: float) -> str:
+    if value is None or not math.isfinite(value):
+        return str(value)
+    return f"{value:.4g}"

@@ -29,6 +29,34 @@ from typing import Any
 
 #: Score bins the ROC AUC estimate accumulates over.
 SCORE_BINS = 1000
+#: Validation rows from which calibration is isotonic (Platt scaling below).
+ISOTONIC_MIN_ROWS = 5000
+
+
+def _isotonic(score: Any, hit: Any) -> tuple[Any, Any]:
+    from sklearn.isotonic import IsotonicRegression
+
+    iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip")
+    iso.fit(score, hit)
+    return iso.X_thresholds_, iso.y_thresholds_
+
+
+def _platt(score: Any, hit: Any) -> tuple[Any, Any]:
+    import numpy as np
+    from sklearn.linear_model import LogisticRegression
+
+    eps = 1e-6
+    clipped = np.clip(score, eps, 1 - eps)
+    logit = np.log(clipped / (1 - clipped)).reshape(-1, 1)
+    if len(np.unique(hit)) < 2:
+        grid = np.linspace(0.0, 1.0, 101)
+        return grid, np.full_like(grid, float(hit.mean()) if len(hit) else 0.5)
+    fit = LogisticRegression(C=1e6).fit(logit, hit)
+    grid = np.unique(
+        np.concatenate((np.linspace(0.0, 1.0, 1001), np.quantile(score, np.linspace(0, 1, 101))))
+    )
+    g = np.clip(grid, eps, 1 - eps)
+    return grid, fit.predict_proba(np.log(g / (1 - g)).reshape(-1, 1))[:, 1]
 
 
 @dataclass
@@ -56,19 +84,25 @@ class Calibration:
     @classmethod
     def fit(cls, classes: list[str], proba: Any, labels: Any) -> Calibration:
         """From validation rows: ``proba`` (rows x classes, in ``classes`` order) and the
-        true ``labels`` (as text)."""
+        true ``labels`` (as text).
+
+        With at least :data:`ISOTONIC_MIN_ROWS` rows, isotonic regression (no assumption
+        on the shape); with fewer, Platt scaling (a logistic fit on the score's logit, two
+        parameters), whose estimates vary far less on a few hundred rows. Both are kept as
+        the same monotone map, sampled at the scores seen.
+        """
         import numpy as np
-        from sklearn.isotonic import IsotonicRegression
 
         labels = np.asarray([str(v) for v in labels], dtype=object)
         xs, ys = [], []
         targets = classes[1:] if len(classes) == 2 else classes
         for c in targets:
             column = classes.index(c)
-            iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip")
-            iso.fit(proba[:, column], (labels == c).astype(np.float64))
-            xs.append([float(v) for v in iso.X_thresholds_])
-            ys.append([float(v) for v in iso.y_thresholds_])
+            score = np.asarray(proba[:, column], dtype=np.float64)
+            hit = (labels == c).astype(np.float64)
+            x, y = (_isotonic if len(score) >= ISOTONIC_MIN_ROWS else _platt)(score, hit)
+            xs.append([float(v) for v in x])
+            ys.append([float(v) for v in y])
         return cls(list(classes), xs, ys, classes[1] if len(classes) == 2 else None)
 
     def calibrated(self, proba: Any) -> Any:

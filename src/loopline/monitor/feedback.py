@@ -476,6 +476,58 @@ class FeedbackStore:
             for r in rows
         ]
 
+    def joined(self, objects: Any, model: str, *, limit: int = 20) -> list[dict[str, Any]]:
+        """The newest ``limit`` labels of ``model``, each with the prediction it is for
+        (read from the log files the prediction index names; only those files)."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+        import sqlalchemy as sa
+
+        from loopline.monitor.predictions import OUTPUT_PREFIX, PredictionIndex
+        from loopline.monitor.tables import feedback as t
+
+        query = (
+            sa.select(t)
+            .where(t.c.model == model)
+            .order_by(t.c.received_at.desc(), t.c.request_id, t.c.row_index)
+            .limit(limit)
+        )
+        with self.db.read() as conn:
+            rows = conn.execute(query).all()
+        logged = PredictionIndex(self.db).lookup(r.request_id for r in rows)
+        predictions: dict[tuple[str, int], Any] = {}
+        for key in sorted({entry.object_key for entry in logged.values()}):
+            try:
+                table = pq.read_table(
+                    pa.BufferReader(objects.get(key)),
+                    columns=["request_id", "row", OUTPUT_PREFIX + "prediction"],
+                )
+            except Exception:  # a log file gone or unreadable: the label is still listed
+                continue
+            for rid, row, pred in zip(
+                table.column("request_id").to_pylist(),
+                table.column("row").to_pylist(),
+                table.column(OUTPUT_PREFIX + "prediction").to_pylist(),
+                strict=True,
+            ):
+                predictions[(rid, int(row))] = pred
+        out = []
+        for r in rows:
+            pred = predictions.get((r.request_id, int(r.row_index)))
+            out.append(
+                {
+                    "request_id": r.request_id,
+                    "row": int(r.row_index),
+                    "label": r.label,
+                    "version": r.version,
+                    "prediction": pred,
+                    "correct": None if pred is None else str(pred) == str(r.label),
+                    "received_at": to_utc(r.received_at).isoformat(),
+                    "source": r.source,
+                }
+            )
+        return out
+
 
 def _repeats(items: Sequence[FeedbackItem]) -> Iterable[FeedbackItem]:
     seen: set[tuple[str, int]] = set()

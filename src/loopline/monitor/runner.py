@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from loopline.monitor.drift import FeatureDrift, drift_share, feature_drift
+from loopline.monitor.drift import FeatureDrift, distribution, drift_share, feature_drift
 from loopline.monitor.estimate import CbpeAccumulator
 from loopline.monitor.predictions import INPUT_PREFIX, OUTPUT_PREFIX, PROBA_PREFIX
 from loopline.monitor.reference import ModelReference, model_reference
@@ -94,6 +94,8 @@ class GroupResult:
     alerts: list[str] = field(default_factory=list)
     points: list[SeriesPoint] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    #: Per feature: reference and current shares over display buckets (reports, pages).
+    distributions: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def status(self) -> str:
@@ -126,6 +128,7 @@ class GroupResult:
             "health": self.health,
             "alerts": self.alerts,
             "notes": self.notes,
+            "distributions": self.distributions,
         }
 
 
@@ -208,8 +211,17 @@ class _Latency:
 
 class _Group:
     def __init__(
-        self, version: int, role: str, reference: ModelReference, settings: MonitorSettings
+        self,
+        version: int,
+        role: str,
+        reference: ModelReference,
+        settings: MonitorSettings,
+        *,
+        prefix: str = INPUT_PREFIX,
     ) -> None:
+        #: How input columns are named in the tables given: ``input.x`` in the log,
+        #: ``x`` in a plain table (``monitor compare``).
+        self.prefix = prefix
         self.version = version
         self.role = role
         self.reference = reference
@@ -260,11 +272,11 @@ class _Group:
             return
         self.rows += n
         names = set(table.column_names)
-        present = [f for f in self.sketches if INPUT_PREFIX + f in names]
+        present = [f for f in self.sketches if self.prefix + f in names]
         self.seen_columns.update(present)
 
         def one(feature: str) -> None:
-            column = table.column(INPUT_PREFIX + feature)
+            column = table.column(self.prefix + feature)
             # a table column may be chunked: sketches take chunked arrays
             self.sketches[feature].update(column)
 
@@ -273,9 +285,10 @@ class _Group:
         else:
             for f in present:
                 one(f)
-        ts = table.column("ts")
-        lo, hi = pc.min_max(ts).values()
-        if lo.is_valid:
+        lo = hi = None
+        if "ts" in names:
+            lo, hi = pc.min_max(table.column("ts")).values()
+        if lo is not None and hi is not None and lo.is_valid:
             lo_s, hi_s = lo.value / 1e6, hi.value / 1e6
             self.first_ts = lo_s if self.first_ts is None else min(self.first_ts, lo_s)
             self.last_ts = hi_s if self.last_ts is None else max(self.last_ts, hi_s)
@@ -292,9 +305,9 @@ class _Group:
             self._join_labels(table, labels)
 
     def _columns(self, table: Any, names: set[str], wanted: list[str]) -> dict[str, Any] | None:
-        if not all(INPUT_PREFIX + c in names for c in wanted):
+        if not all(self.prefix + c in names for c in wanted):
             return None
-        return {c: table.column(INPUT_PREFIX + c) for c in wanted}
+        return {c: table.column(self.prefix + c) for c in wanted}
 
     def _encoded(self, table: Any, names: set[str]) -> None:
         import numpy as np
@@ -415,9 +428,11 @@ class _Group:
         drifts: list[FeatureDrift] = []
         quality: dict[str, dict[str, float | None]] = {}
         missing = [f for f in self.sketches if f not in self.seen_columns]
+        distributions: dict[str, dict[str, Any]] = {}
         for name, sketch in self.sketches.items():
             reference = ref.features[name]
             d = feature_drift(name, reference, sketch, self.options[name])
+            distributions[name] = distribution(reference, sketch)
             if name in missing:
                 d.status = "insufficient_data"
             drifts.append(d)
@@ -564,6 +579,7 @@ class _Group:
             notes=notes,
         )
         result.points = _points(result, s)
+        result.distributions = distributions
         return result
 
 

@@ -6,16 +6,18 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+from loopline.config import S3Settings
 from loopline.monitor.reference import model_reference
 from loopline.monitor.runner import run_monitor
 from loopline.monitor.series import read_series
 from loopline.monitor.windows import make_window
 
-from .conftest import Trained, make_frame
+from .support import Trained, make_frame
 
 
 def _window() -> object:
@@ -198,3 +200,68 @@ def test_a_correlation_change_with_unchanged_marginals_is_multivariate_drift(
     assert not any(d.drifted for d in group.drift if d.feature in ("num_0", "num_1"))
     assert group.multivariate is not None
     assert group.multivariate["drifted"]
+
+
+def test_estimated_accuracy_tracks_realized_accuracy_over_windows(
+    trained_factory: Callable[..., Trained],
+) -> None:
+    """CBPE on a calibrated model: within 0.02 of the labels' accuracy in every window,
+    including windows where a covariate shift lowers it. (The calibration's own error
+    shrinks with the validation rows behind it: 3,000 here.)"""
+    trained = trained_factory(n=20_000)
+    now = time.time()
+    windows = []
+    for i, shift in enumerate((0.0, 0.8, 1.6)):
+        frame = make_frame(6_000, seed=80 + i, shift=shift)
+        at = now - 3600 * (3 - i)
+        ids = trained.log(frame, at=at, prefix=f"w{i}")
+        trained.label(ids, frame)
+        windows.append((at, shift))
+    accuracies = []
+    for at, _ in windows:
+        from datetime import UTC, datetime
+
+        window = make_window(
+            since=datetime.fromtimestamp(at - 1, UTC).isoformat(),
+            until=datetime.fromtimestamp(at + 1, UTC).isoformat(),
+        )
+        (group,) = run_monitor(trained.stores, "churn@production", window).groups
+        realized = group.realized["accuracy"]
+        estimated = group.estimated["accuracy"]
+        assert realized is not None
+        assert estimated is not None
+        assert abs(estimated - realized) <= 0.02, (realized, estimated)
+        accuracies.append((realized, estimated))
+    # The shift changes accuracy, and the estimate follows it in the same direction.
+    assert abs(accuracies[2][0] - accuracies[0][0]) > 0.02
+    assert (accuracies[2][1] - accuracies[0][1]) * (accuracies[2][0] - accuracies[0][0]) > 0
+
+
+@pytest.mark.s3
+def test_a_log_on_s3_is_read_like_a_local_one(
+    tmp_path: Path, s3_url: str, s3_settings: S3Settings
+) -> None:
+    from loopline.config import Settings
+    from loopline.store.db import migrate
+    from loopline.store.db.engine import Database
+    from loopline.store.stores import Stores
+
+    from .support import make_trained
+
+    url = f"sqlite:///{tmp_path / 'meta.db'}"
+    with Database(url, create=True) as db:
+        migrate.upgrade(db)
+    settings = Settings(
+        project_dir=tmp_path,
+        store_dir=tmp_path / ".loopline",
+        metadata_url=url,
+        artifacts_url=s3_url,
+        s3=s3_settings,
+    )
+    with Stores.open(settings) as stores:
+        trained = make_trained(stores, n=3_000)
+        trained.log(make_frame(1_200, seed=90, shift=0.8))
+        report = run_monitor(stores, "churn@production", make_window(window="1h"))
+    (group,) = report.groups
+    assert report.rows == 1_200
+    assert sorted(d.feature for d in group.drift if d.drifted) == ["num_0", "num_1", "num_2"]
