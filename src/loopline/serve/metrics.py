@@ -102,6 +102,13 @@ class ServeMetrics:
             "Rows not logged because the log's buffer was full (the store is slow or down).",
             registry=r,
         )
+        self.canary_fallbacks = Counter(
+            "loopline_canary_fallbacks",
+            "Requests the canary could not answer (invalid for it, or its model raised), "
+            "answered by the primary instead; by canary version.",
+            ["version"],
+            registry=r,
+        )
         self.shadow_errors = Counter(
             "loopline_shadow_errors",
             "Shadow requests that could not be predicted (invalid for the candidate, errors).",

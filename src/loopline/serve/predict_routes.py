@@ -1,0 +1,104 @@
+"""The prediction routes of loopline's own format and of MLflow's scoring protocol.
+
+``POST /predict`` takes JSON records, one record, JSON columns, CSV or Parquet and answers
+``{"request_id", "model", "version", "role", "predictions"}`` (and, for a classifier,
+``probabilities`` and ``classes``). ``POST /invocations`` takes the bodies ``mlflow models
+serve`` takes and answers ``{"predictions": [...]}`` as it does: labels, or probabilities
+with ``predict_method = "predict_proba"`` (in ``params``, or ``?method=``); its problems
+are in MLflow's style. Both need the ``predict`` role, and both are batched.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from starlette.routing import Route
+
+from loopline.echo import echo_text
+from loopline.serve.bodies import HTTPProblem, decode_invocations, decode_predict, read_body
+from loopline.serve.middleware import request_context
+from loopline.serve.responses import json_response, jsonable
+
+if TYPE_CHECKING:
+    from starlette.requests import Request
+    from starlette.responses import Response
+
+    from loopline.serve.app import ServerApp
+
+_METHODS = (None, "predict", "predict_proba")
+
+
+class PredictRoutes:
+    """``/predict`` and ``/invocations`` of one server."""
+
+    def __init__(self, server: ServerApp) -> None:
+        self.auth = server.auth
+        self.inference = server.inference
+        self.max_body_bytes = server.serve.max_body_bytes
+        self.tracker = server.tracker
+
+    def routes(self) -> list[Route]:
+        counted = self.tracker.counted
+        return [
+            Route(
+                "/predict",
+                self.predict,
+                methods=["POST"],
+                middleware=counted("predict", batched=True),
+            ),
+            Route(
+                "/invocations",
+                self.invocations,
+                methods=["POST"],
+                middleware=counted("invocations", style="mlflow", batched=True),
+            ),
+        ]
+
+    async def predict(self, request: Request) -> Response:
+        ctx = request_context(request)
+        await self.auth.require(request, "predict")
+        body = await read_body(request, self.max_body_bytes)
+        decoded = decode_predict(request.headers.get("content-type"), body)
+        inference = self.inference
+        served, answer = await inference.infer(
+            ctx, decoded.validate, inference.sticky(request, decoded.sticky)
+        )
+        out = answer.outputs
+        payload: dict[str, Any] = {
+            "request_id": ctx.request_id,
+            "model": served.name,
+            "version": answer.version,
+            "role": served.role,
+            "predictions": jsonable(out.predictions),
+        }
+        if out.probabilities is not None:
+            payload["probabilities"] = jsonable(out.probabilities)
+            payload["classes"] = served.classes
+        return json_response(payload, served)
+
+    async def invocations(self, request: Request) -> Response:
+        ctx = request_context(request)
+        await self.auth.require(request, "predict")
+        body = await read_body(request, self.max_body_bytes)
+        decoded = decode_invocations(request.headers.get("content-type"), body)
+        method = decoded.params.get("predict_method") or request.query_params.get("method")
+        if method not in _METHODS:
+            raise HTTPProblem(
+                400,
+                "bad_request",
+                f"predict_method {echo_text(method)} is not one of predict, predict_proba",
+            )
+        inference = self.inference
+        served, answer = await inference.infer(
+            ctx, decoded.validate, inference.sticky(request, decoded.sticky)
+        )
+        out = answer.outputs
+        if method == "predict_proba":
+            if out.probabilities is None:
+                raise HTTPProblem(
+                    400, "bad_request", f"Model {served.ref} is not a classifier: no predict_proba"
+                )
+            predictions = jsonable(out.probabilities)
+        else:
+            predictions = jsonable(out.predictions)
+        return json_response({"predictions": predictions}, served)
