@@ -28,7 +28,7 @@ Policies:
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, cast
 
@@ -382,6 +382,18 @@ class Gate:
     def _fail(self, reason: str) -> CriterionResult:
         return CriterionResult(self.text, False, None, None, reason)
 
+    def translate(self, name: Callable[[str], str]) -> str:
+        """The criterion written in another expression language with the same operators
+        (PromQL, SQL): ``name(metric)`` renders each name, numbers and operators stay,
+        and every sub-expression is parenthesized, so precedence cannot change."""
+        if self.is_data_check:
+            raise EvaluationArgumentError(
+                "'data.valid' has no translation", argument="criterion", value=self.text
+            )
+        assert self.left is not None
+        assert self.right is not None
+        return f"{_render(self.left, name)} {self.comparator} {_render(self.right, name)}"
+
     def __str__(self) -> str:
         return self.text
 
@@ -643,6 +655,17 @@ def _compute(node: _Node, resolve: Any) -> float:
     if b == 0:
         raise ZeroDivisionError
     return a / b
+
+
+def _render(node: _Node, name: Callable[[str], str]) -> str:
+    if node.kind == "number":
+        return repr(node.value) if not node.value.is_integer() else str(int(node.value))
+    if node.kind == "name":
+        return name(node.name)
+    if node.kind == "neg":
+        return f"-({_render(node.children[0], name)})"
+    a, b = (_render(child, name) for child in node.children)
+    return f"({a} {node.op} {b})"
 
 
 def _compare(a: float, op: str, b: float) -> bool:
