@@ -48,6 +48,12 @@ MAX_REQUEST_ID = 64
 #: Rows are stored as 64-bit integers.
 MAX_ROW = 2**63 - 1
 STATUSES = ("stored", "unknown", "duplicate", "updated", "invalid")
+#: Columns :meth:`FeedbackStore.labelled_inputs` adds beside the inputs.
+LABEL = "__label"
+PREDICTED_AT = "__predicted_at"
+RECEIVED_AT = "__received_at"
+REQUEST_ID = "__request_id"
+ROW = "__row"
 
 
 @dataclass(frozen=True)
@@ -527,6 +533,84 @@ class FeedbackStore:
                 }
             )
         return out
+
+    def labelled_inputs(
+        self, objects: Any, model: str, *, since: datetime | None = None
+    ) -> tuple[Any, int]:
+        """The labels of ``model`` received since ``since``, each joined to the inputs
+        the model was asked about (read from the log files the index names, only those).
+
+        Returns (a pandas DataFrame of the input columns plus ``LABEL``,
+        ``PREDICTED_AT``, ``RECEIVED_AT``, ``REQUEST_ID`` and ``ROW``, oldest prediction
+        first; how many labels had no logged inputs to join, such as a log file deleted
+        by retention). Shadow answers are never joined: a label is for what the caller got.
+        """
+        import pandas as pd
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+        import sqlalchemy as sa
+
+        from loopline.monitor.predictions import INPUT_PREFIX, PredictionIndex
+        from loopline.monitor.tables import feedback as t
+
+        query = sa.select(t.c.request_id, t.c.row_index, t.c.label, t.c.received_at).where(
+            t.c.model == model
+        )
+        if since is not None:
+            query = query.where(t.c.received_at >= since)
+        with self.db.read() as conn:
+            rows = conn.execute(query).all()
+        if not rows:
+            return pd.DataFrame(), 0
+        logged = PredictionIndex(self.db).lookup(r.request_id for r in rows)
+        wanted: dict[str, set[tuple[str, int]]] = {}
+        for r in rows:
+            entry = logged.get(r.request_id)
+            if entry is not None:
+                wanted.setdefault(entry.object_key, set()).add((r.request_id, int(r.row_index)))
+        inputs: dict[tuple[str, int], dict[str, Any]] = {}
+        for key in sorted(wanted):
+            try:
+                table = pq.read_table(pa.BufferReader(objects.get(key)))
+            except Exception:  # gone or unreadable: those labels are counted as unjoined
+                continue
+            names = [c for c in table.column_names if c.startswith(INPUT_PREFIX)]
+            ids = table.column("request_id").to_pylist()
+            positions = table.column("row").to_pylist()
+            ts = table.column("ts").to_pylist()
+            keep = [
+                i
+                for i, (rid, row) in enumerate(zip(ids, positions, strict=True))
+                if (rid, int(row)) in wanted[key]
+            ]
+            if not keep:
+                continue
+            part = table.take(pa.array(keep, pa.int64()))
+            columns = {c[len(INPUT_PREFIX) :]: part.column(c).to_pylist() for c in names}
+            for j, i in enumerate(keep):
+                record = {name: values[j] for name, values in columns.items()}
+                record[PREDICTED_AT] = ts[i]
+                inputs[(ids[i], int(positions[i]))] = record
+        records = []
+        for r in rows:
+            found = inputs.get((r.request_id, int(r.row_index)))
+            if found is None:
+                continue
+            records.append(
+                {
+                    **found,
+                    LABEL: r.label,
+                    RECEIVED_AT: to_utc(r.received_at),
+                    REQUEST_ID: r.request_id,
+                    ROW: int(r.row_index),
+                }
+            )
+        unjoined = len(rows) - len(records)
+        frame = pd.DataFrame.from_records(records)
+        if len(frame):
+            frame = frame.sort_values([PREDICTED_AT, REQUEST_ID, ROW], kind="stable")
+            frame = frame.reset_index(drop=True)
+        return frame, unjoined
 
 
 def _repeats(items: Sequence[FeedbackItem]) -> Iterable[FeedbackItem]:

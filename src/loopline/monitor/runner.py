@@ -96,6 +96,8 @@ class GroupResult:
     notes: list[str] = field(default_factory=list)
     #: Per feature: reference and current shares over display buckets (reports, pages).
     distributions: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: What the version answered: ``positive_rate`` (binary classifiers), ``mean_score``.
+    outputs: dict[str, float | None] = field(default_factory=dict)
 
     @property
     def status(self) -> str:
@@ -126,6 +128,7 @@ class GroupResult:
             "performance": {"labels": self.labels, **self.realized},
             "estimated": self.estimated,
             "health": self.health,
+            "outputs": self.outputs,
             "alerts": self.alerts,
             "notes": self.notes,
             "distributions": self.distributions,
@@ -257,6 +260,12 @@ class _Group:
             else None
         )
         self.latency = _Latency()
+        #: What the version answered: predicted-positive rows (binary classifiers) and the
+        #: sum of its scores, for comparing a canary's answers with the primary's.
+        self.positive = 0
+        self.answered = 0
+        self.score_sum = 0.0
+        self.score_n = 0
         self.truth: list[Any] = []
         self.predicted: list[Any] = []
         self.proba: list[Any] = []
@@ -374,16 +383,31 @@ class _Group:
             labels = table.column(key)
             if self.labels_sketch is not None:
                 self.labels_sketch.update(labels)
+            classes = prediction.classes or []
+            if len(classes) == 2:
+                import pyarrow.compute as pc
+
+                text = pc.cast(labels, "string") if labels.type != "string" else labels
+                self.positive += int(pc.sum(pc.equal(text, str(classes[1]))).as_py() or 0)
+                self.answered += len(labels) - labels.null_count
             proba = self._proba_matrix(table, names)
             if proba is not None:
                 score = proba[:, 1] if proba.shape[1] == 2 else proba.max(axis=1)
+                finite = score[np.isfinite(score)]
+                self.score_sum += float(finite.sum())
+                self.score_n += int(finite.size)
                 if self.scores_sketch is not None:
                     self.scores_sketch.update(score)
                 if self.cbpe is not None:
                     text = [str(v) for v in labels.to_pylist()]
                     self.cbpe.update(proba, np.asarray(text, dtype=object))
-        elif self.scores_sketch is not None:
-            self.scores_sketch.update(table.column(key))
+        else:
+            values = np.asarray(table.column(key).to_numpy(zero_copy_only=False), dtype=np.float64)
+            finite = values[np.isfinite(values)]
+            self.score_sum += float(finite.sum())
+            self.score_n += int(finite.size)
+            if self.scores_sketch is not None:
+                self.scores_sketch.update(table.column(key))
 
     def _join_labels(self, table: Any, labels: Any) -> None:
         import numpy as np
@@ -557,6 +581,10 @@ class _Group:
             "rejected_requests": float(rejected_requests),
             "error_share": rejected_share,
         }
+        outputs = {
+            "positive_rate": self.positive / self.answered if self.answered else None,
+            "mean_score": self.score_sum / self.score_n if self.score_n else None,
+        }
         result = GroupResult(
             version=self.version,
             role=self.role,
@@ -577,6 +605,7 @@ class _Group:
             health=health,
             alerts=alerts,
             notes=notes,
+            outputs=outputs,
         )
         result.points = _points(result, s)
         result.distributions = distributions
@@ -730,6 +759,8 @@ def _points(g: GroupResult, s: MonitorSettings) -> list[SeriesPoint]:
         add(f"estimated.{name}", value)
     for name, value in g.health.items():
         add(f"health.{name}", value)
+    for name, value in g.outputs.items():
+        add(f"prediction.{name}", value)
     return pts
 
 
@@ -813,11 +844,20 @@ def run_monitor(
         )
         groups[(mv.version, "primary")] = _Group(mv.version, "primary", reference, config)
     bounds = _bounds(window, groups)
-    rejected = _rejections(stores, name, bounds)
-    results = [
-        g.result(rejected.get(v, 0) if r == "primary" else 0)
-        for (v, r), g in sorted(groups.items())
-    ]
+    failed = _failures(stores, name, bounds)
+    for version, role in failed:
+        if (version, role) not in groups:
+            # Every request to it failed (a canary that cannot answer): a group of its own,
+            # so its error share is in the series.
+            try:
+                served = reg.get(name, version)
+            except Exception:
+                continue
+            reference = references.get(version) or model_reference(
+                stores, served, registry=reg, baseline=base, target=config.target
+            )
+            groups[(version, role)] = _Group(version, role, reference, config)
+    results = [g.result(failed.get((v, r), 0)) for (v, r), g in sorted(groups.items())]
     report = MonitorReport(
         run_id=run_id,
         model=name,
@@ -899,18 +939,17 @@ def _label_text(value: Any) -> str:
     return str(value)
 
 
-def _rejections(stores: Stores, model: str, window: Window) -> dict[int, int]:
-    """Rejected requests per version in the window (from ``ll_prediction_rejections``)."""
+def _failures(stores: Stores, model: str, window: Window) -> dict[tuple[int, str], int]:
+    """Failed requests per (version, role) in the window (``ll_prediction_failures``)."""
     import sqlalchemy as sa
 
-    from loopline.monitor.tables import rejections as t
+    from loopline.monitor.tables import failures as t
 
-    query = sa.select(t.c.version, sa.func.sum(t.c.requests)).where(t.c.model == model)
+    query = sa.select(t.c.version, t.c.role, sa.func.sum(t.c.requests)).where(t.c.model == model)
     if window.start is not None:
-        hour = window.start.replace(minute=0, second=0, microsecond=0)
-        query = query.where(t.c.hour >= hour)
+        query = query.where(t.c.at >= window.start.replace(microsecond=0))
     if window.end is not None:
-        query = query.where(t.c.hour < window.end)
+        query = query.where(t.c.at < window.end)
     with stores.db.read() as conn:
-        rows = conn.execute(query.group_by(t.c.version)).all()
-    return {int(v): int(n or 0) for v, n in rows}
+        rows = conn.execute(query.group_by(t.c.version, t.c.role)).all()
+    return {(int(v), str(r)): int(n or 0) for v, r, n in rows if n}

@@ -35,6 +35,13 @@ class MonitorSettings:
     model: str
     every: str | None = None
     window: str = "1h"
+    #: How long after a window ends the controller's scheduled run waits for the servers
+    #: to flush the window's last log rows (their ``log_flush_s``, plus a margin).
+    delay: str = "15s"
+    #: How late labels arrive: the controller runs each window again this long after it
+    #: ended, so its realized performance counts the labels that came meanwhile ("0s":
+    #: never).
+    label_delay: str = "0s"
     #: The label column of the training data (default: the one column beside the inputs).
     target: str | None = None
     #: Another baseline than the training data: ``DATASET@VERSION``.
@@ -95,6 +102,10 @@ class MonitorSettings:
 
         try:
             parse_duration(self.window)
+            if self.delay not in ("0", "0s"):
+                parse_duration(self.delay, argument="delay")
+            if self.label_delay not in ("0", "0s"):
+                parse_duration(self.label_delay, argument="label_delay")
         except Exception as exc:
             raise ValueError(str(exc)) from None
 

@@ -124,21 +124,26 @@ series = sa.Table(
     sa.Index("ix_ll_monitor_series_model_metric_window_end", "model", "metric", "window_end"),
 )
 
-#: Requests the server (or a batch job) refused as not matching the signature, counted per
-#: (model, version, hour, column, kind): the type errors and missing columns of data quality.
-rejections = sa.Table(
-    "ll_prediction_rejections",
+#: Requests that got no answer from a version (or, for a canary, were answered by the
+#: primary instead), counted per (model, version, role, second, kind, column): ``invalid``
+#: (the rows did not match the signature: the type errors and missing columns of data
+#: quality), ``model_error`` (the model raised). Written by the server a few times a second
+#: at most, so the monitor's error share is exact for windows of any length.
+failures = sa.Table(
+    "ll_prediction_failures",
     metadata,
     sa.Column("id", ID, primary_key=True, autoincrement=True),
     sa.Column("model", sa.String(128), nullable=False),
     sa.Column("version", sa.Integer(), nullable=False),
-    sa.Column("hour", UTCDateTime(), nullable=False),
-    sa.Column("column", sa.String(255), nullable=False),
-    #: the problem code of the validation report (type, missing, range, category, null ...)
+    sa.Column("role", sa.String(16), nullable=False),
+    #: The second the requests arrived in (UTC, truncated).
+    sa.Column("at", UTCDateTime(), nullable=False),
     sa.Column("kind", sa.String(48), nullable=False),
-    sa.Column("rows", sa.BigInteger(), nullable=False),
+    #: The first column a validation problem named ("" when none).
+    sa.Column("column", sa.String(255), nullable=False),
     sa.Column("requests", sa.BigInteger(), nullable=False),
-    sa.Index("ix_ll_prediction_rejections_model_hour", "model", "hour"),
+    sa.Column("rows", sa.BigInteger(), nullable=False),
+    sa.Index("ix_ll_prediction_failures_model_at", "model", "at"),
 )
 
-TABLES = (prediction_index, feedback, references, monitor_runs, series, rejections)
+TABLES = (prediction_index, feedback, references, monitor_runs, series, failures)
