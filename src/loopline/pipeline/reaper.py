@@ -34,6 +34,32 @@ def reap_dead_pipeline_runs(stores: Stores, tracker: Tracker | None = None) -> l
     return stores.db.run_write(_reap)
 
 
+def abandon_pipeline_run(stores: Stores, pipeline_run_id: str, reason: str) -> bool:
+    """End a pipeline run whose driving process is known to be gone (its caller holds the
+    lease that process held): its tracked run and in-flight steps become ``killed`` now,
+    without waiting for their heartbeats to go stale. True when it was still running."""
+    from loopline.tracking.tables import runs
+
+    def fn(conn: sa.Connection) -> bool:
+        row = conn.execute(
+            sa.select(pipeline_runs.c.run_id, pipeline_runs.c.status).where(
+                pipeline_runs.c.id == pipeline_run_id
+            )
+        ).first()
+        if row is None or row.status != "running":
+            return False
+        for where in (runs.c.id == row.run_id, runs.c.parent_id == row.run_id):
+            conn.execute(
+                runs.update()
+                .where(where, runs.c.status == "running")
+                .values(status="killed", end_time=runs.c.heartbeat_at, error=reason)
+            )
+        _reap(conn)
+        return True
+
+    return bool(stores.db.run_write(fn))
+
+
 def _reap(conn: sa.Connection) -> list[str]:
     from loopline.store.db.events import record_event
     from loopline.tracking.tables import runs, tags

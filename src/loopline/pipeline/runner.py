@@ -52,6 +52,10 @@ class StepRecord:
     run_id: str | None = None
     error: str | None = None
     inputs: dict[str, str] = field(default_factory=dict)
+    #: The traceback of the failure (the step's frames), when it failed.
+    traceback: str | None = None
+    #: What the step noted for the person running the pipeline (``ctx.note``).
+    notes: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return dict(vars(self))
@@ -116,9 +120,15 @@ def run_pipeline(
     tracker: Tracker | None = None,
     on_event: OnEvent | None = None,
     source: str | Path | None = None,
+    run_id: str | None = None,
+    tags: Mapping[str, str] | None = None,
 ) -> PipelineRun:
     """Run ``pipeline`` and return its record. A failed step does not raise: the result's
-    status says ``failed`` and names the step; pass ``resume=result.id`` to continue."""
+    status says ``failed`` and names the step; pass ``resume=result.id`` to continue.
+
+    ``run_id`` gives the pipeline run its id (32 hex digits) instead of a new one, so a
+    caller can record it before the run starts (and find the run again after a crash);
+    ``tags`` are added to the pipeline's tracked run."""
     from loopline.pipeline.reaper import reap_dead_pipeline_runs
 
     tracker = tracker or Tracker(stores)
@@ -130,7 +140,11 @@ def run_pipeline(
     resolved = pipeline.resolve_params(params)
     own_executor = executor is None
     executor = executor or LocalExecutor(thread_name="loopline-step")
-    pr_id = uuid.uuid4().hex
+    if run_id is not None and not (
+        len(run_id) == 32 and all(c in "0123456789abcdef" for c in run_id)
+    ):
+        raise PipelineError(f"run_id {run_id!r} must be 32 lowercase hex digits")
+    pr_id = run_id or uuid.uuid4().hex
     now = datetime.now(UTC)
     code_dir = Path(source).resolve().parent if source else None
     prun = tracker.start_run(
@@ -141,6 +155,7 @@ def run_pipeline(
             "loopline.kind": "pipeline",
             "loopline.pipeline_run": pr_id,
             **({"loopline.resumed_from": resume} if resume else {}),
+            **dict(tags or {}),
         },
         code_dir=code_dir,
         source=str(source) if source else None,
@@ -221,6 +236,7 @@ def run_pipeline(
                     outcome.seconds,
                     outcome.run_id,
                 )
+                rec.notes = list(outcome.notes)
                 st = pipeline.steps[name]
                 own = {p.name: resolved[p.name] for p in st.parameters() if p.name in resolved}
                 if outcome.ok and outcome.output_format and outcome.output_digest:
@@ -231,6 +247,7 @@ def run_pipeline(
                     emit(name, "done")
                 else:
                     rec.error = outcome.error
+                    rec.traceback = outcome.traceback
                     _record_step(stores, pr_id, rec, "failed", st.code_hash, own, outcome)
                     emit(name, "failed")
                     failed = failed or name

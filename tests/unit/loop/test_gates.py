@@ -1,11 +1,8 @@
-"""Gates declared in loopline.toml, evaluated on holdout rows: check and promotion."""
+"""Gates declared in loopline.toml, evaluated on holdout rows: check and promotion (in
+process; ``loopline check`` itself is tested in tests/e2e/test_check_cli.py)."""
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -103,69 +100,6 @@ def test_good_first_model_passes_and_a_worse_challenger_fails(
     assert resolve_candidate(reg, config).version == dummy.version
 
 
-def test_check_and_promote_from_the_command_line(project: tuple[Path, Stores]) -> None:
-    from loopline.registry import Registry
-
-    root, stores = project
-    good = _register(stores, good=True)
-    dummy = _register(stores, good=False)
-    reg = Registry(stores)
-    reg.set_alias("loans", "champion", good)
-    reg.set_alias("loans", "challenger", dummy)
-
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("LOOPLINE_", "AWS_"))}
-    env.update(NO_COLOR="1", COLUMNS="200")
-
-    def cli(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "loopline", *args],
-            cwd=root,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-
-    check = cli("check", "--json")
-    assert check.returncode == 1, check.stderr
-    out = json.loads(check.stdout)
-    assert out["passed"] is False
-    assert out["checks"][0]["candidate"] == f"loans/{dummy}"
-
-    human = cli("check")
-    assert "roc_auc >= 0.65" in human.stdout
-    assert "failed" in human.stdout
-
-    refused = cli("models", "promote", "loans", str(dummy), "--alias", "champion")
-    assert refused.returncode == 1
-    assert "roc_auc" in refused.stderr
-    assert Registry(stores).resolve("loans@champion").version == good
-
-    forced = cli(
-        "models",
-        "promote",
-        "loans",
-        str(dummy),
-        "--alias",
-        "champion",
-        "--force",
-        "--reason",
-        "testing a forced move",
-        "--json",
-    )
-    assert forced.returncode == 0, forced.stderr
-    assert json.loads(forced.stdout)["forced"] is True
-    history = Registry(stores).alias_history("loans", "champion")
-    assert history[-1].reason == "testing a forced move" or history[0].reason == (
-        "testing a forced move"
-    )
-
-    reg2 = Registry(stores)
-    reg2.set_alias("loans", "challenger", good)
-    ok = cli("check")
-    assert ok.returncode == 0, ok.stdout + ok.stderr
-
-
 def test_promotion_refused_in_python(project: tuple[Path, Stores]) -> None:
     from loopline.registry import Registry
 
@@ -206,48 +140,6 @@ def test_a_broken_gate_table_is_a_configuration_error(
     with pytest.raises(ConfigError) as err:
         gate_configs(settings_for(report.project_dir, environ={}))
     assert message in str(err.value)
-
-
-def test_check_exits_2_on_a_broken_gate_file_and_1_on_a_failing_model(
-    project: tuple[Path, Stores],
-) -> None:
-    from loopline.registry import Registry
-
-    root, stores = project
-    dummy = _register(stores, good=False)
-    Registry(stores).set_alias("loans", "challenger", dummy)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("LOOPLINE_", "AWS_"))}
-
-    def check() -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "loopline", "check"],
-            cwd=root,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-
-    toml = root / "loopline.toml"
-    good_toml = toml.read_text()
-    failing = check()
-    assert failing.returncode == 1, failing.stderr  # a failing model
-
-    toml.write_text(good_toml.replace('"roc_auc >= 0.65"', '"roc_auc >= "'))
-    broken = check()
-    assert broken.returncode == 2, broken.stderr
-    assert broken.stderr.startswith("error:")
-    assert "criteria[0]" in broken.stderr
-
-    toml.write_text(good_toml.replace('holdout = "loans"', 'holdout = "lonas"'))
-    misspelt = check()
-    assert misspelt.returncode == 2, misspelt.stderr
-    assert "Did you mean 'loans'" in misspelt.stderr
-
-    toml.write_text(good_toml.replace('holdout = "loans"', 'holdout = "loans@1"'))
-    pinned = check()
-    assert pinned.returncode == 1, pinned.stderr  # the model still fails, on version 1
-    assert "loans/1" in pinned.stdout or "loans@1" in pinned.stdout or "v1" in pinned.stdout
 
 
 def test_gate_without_split_takes_all_rows(project: tuple[Path, Stores]) -> None:

@@ -28,6 +28,8 @@ TABLE_MODULES: tuple[str, ...] = (
     "loopline.monitor.tables",
     "loopline.serve.tables",
     "loopline.trigger.tables",
+    "loopline.alarm.tables",
+    "loopline.loop.tables",
 )
 
 

@@ -19,9 +19,7 @@ _TS = sa.DateTime(timezone=True)
 
 
 def upgrade() -> None:
-    op.create_index(
-        "ix_ll_feedback_model_predicted_at", "ll_feedback", ["model", "predicted_at"]
-    )
+    op.create_index("ix_ll_feedback_model_predicted_at", "ll_feedback", ["model", "predicted_at"])
     op.create_table(
         "ll_monitor_references",
         sa.Column("model", sa.String(128), nullable=False),
