@@ -22,7 +22,6 @@ import subprocess
 import sys
 import tempfile
 import textwrap
-import time
 from pathlib import Path
 from typing import Any
 
@@ -65,7 +64,10 @@ LOAD = """
 import numpy as np
 from pathlib import Path
 d = Path(sys.argv[1])
-data = {s: (np.load(d / f"{s}_num.npy"), np.load(d / f"{s}_cat.npy")) for s in ("reference", "current")}
+data = {
+    s: (np.load(d / f"{s}_num.npy"), np.load(d / f"{s}_cat.npy"))
+    for s in ("reference", "current")
+}
 """
 
 LOOPLINE = (
@@ -231,7 +233,9 @@ with open_stores(root, f"sqlite:///{root / 'meta.db'}") as stores:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--rows", type=int, nargs="+", default=[100_000, 1_000_000])
     parser.add_argument("--monitor-rows", type=int, default=1_000_000)
     parser.add_argument("--skip-evidently", action="store_true")
@@ -239,7 +243,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="Print the results as JSON.")
     args = parser.parse_args(argv)
 
-    evidently = None if args.skip_evidently else ensure_evidently(Path(args.evidently_venv).expanduser())
+    evidently = (
+        None if args.skip_evidently else ensure_evidently(Path(args.evidently_venv).expanduser())
+    )
     results: list[dict[str, Any]] = []
     for n in args.rows:
         with tempfile.TemporaryDirectory(prefix="loopline-bench-drift-") as tmp:
@@ -255,8 +261,10 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps({"drift": results, "monitor_run": window}, indent=2))
         return 0
     expected = SHIFTED
-    print(f"\nDrift of {', '.join(str(r['rows']) for r in results)} rows x 25 columns "
-          "(num_0..num_4 shifted by +0.5 sd); compute only, same data, same run")
+    print(
+        f"\nDrift of {', '.join(str(r['rows']) for r in results)} rows x 25 columns "
+        "(num_0..num_4 shifted by +0.5 sd); compute only, same data, same run"
+    )
     header = f"{'rows':>10}  {'tool':<22}{'seconds':>9}{'peak MB':>9}{'x Evidently':>13}  flagged"
     print(header)
     print("-" * len(header))
@@ -267,8 +275,11 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             m = r[tool]
             speed = f"{ev / m['seconds']:.1f}x" if ev else "-"
-            flagged = ", ".join(m["drifted"]) if m["drifted"] != expected else "exactly num_0..num_4"
-            print(f"{r['rows']:>10,}  {tool:<22}{m['seconds']:>9.2f}{m['peak_mb']:>9.0f}{speed:>13}  {flagged}")
+            flagged = (
+                ", ".join(m["drifted"]) if m["drifted"] != expected else "exactly num_0..num_4"
+            )
+            line = f"{r['rows']:>10,}  {tool:<22}{m['seconds']:>9.2f}{m['peak_mb']:>9.0f}"
+            print(f"{line}{speed:>13}  {flagged}")
     if window is not None:
         flagged = window["drifted"]
         print(

@@ -1,12 +1,17 @@
-"""The credit-risk pipeline: data to a registered, gated champion.
+"""Credit risk: from data to a gated, served champion, in plain steps.
 
-ingest -> validate -> profile -> split -> features -> baseline + tuned -> evaluation
--> register (as ``challenger``; promoted to ``champion`` only when the gates pass).
+applications -> ingest -> validate -> profile -> split -> features -> baseline + tuned
+-> evaluation -> register (as ``challenger``; promoted to ``champion`` when the project's
+``[gates.credit_risk]`` table passes: the same gates ``loopline check`` runs in CI)
 
-    loopline run <this file> -p n_rows=20000
+    loopline run example:credit_risk -p n_rows=20000     # the copy shipped with loopline
+    loopline run pipelines/example.py                     # the copy `loopline init` wrote
 
 Each step is a plain function; ``ctx`` gives it the tracked run and the project stores.
 The dataset is versioned by content: run it twice and the second run reuses everything.
+To start from your own data, make ``applications`` return your table (``pd.read_csv``)
+and set DATASET, TARGET and MODEL; the gates are the ``[gates.MODEL]`` table of
+loopline.toml (:data:`GATES_TOML` is what ``loopline init`` writes there).
 """
 
 from __future__ import annotations
@@ -21,8 +26,14 @@ TARGET = "default"
 
 
 @step
-def applications(n_rows: int = 5_000, seed: int = 0) -> Any:
-    """Collect: this month's applications (generated from a seed here)."""
+def applications(ctx: StepContext, n_rows: int = 5_000, seed: int = 0, data: str = "") -> Any:
+    """Collect: this month's applications (generated from a seed here), or the dataset
+    version ``data`` names (``credit_applications@4``: what the loop retrains on)."""
+    if data:
+        from loopline.data import Datasets
+
+        name, _, version = data.partition("@")
+        return Datasets(ctx.stores).load(name, int(version) if version else None)
     return generate_applications(n_rows=n_rows, seed=seed)
 
 
@@ -100,12 +111,19 @@ def split(
 
 
 @step
-def features(split: dict[str, Any], ingest: dict[str, Any], ctx: StepContext) -> dict[str, Any]:
-    """Fit the default preprocessing on the training part only (no leakage)."""
+def features(
+    split: dict[str, Any], ingest: dict[str, Any], ctx: StepContext, strict_categories: bool = False
+) -> dict[str, Any]:
+    """Fit the default preprocessing on the training part only (no leakage).
+
+    ``strict_categories`` makes a category the training data never had an error instead of
+    "none of the known ones" (a setting that looks tidy and fails in production)."""
     from loopline.data import Datasets, default_preprocessor
 
     schema = Datasets(ctx.stores).schema(ingest["name"])
     prep = default_preprocessor(schema, target=TARGET)
+    if strict_categories:
+        prep.set_params(categorical__onehot__handle_unknown="error")
     train = split["train"]
     matrix = prep.fit_transform(train.drop(columns=[TARGET]))
     ctx.run.log_metrics({"features": matrix.shape[1]})
@@ -113,13 +131,22 @@ def features(split: dict[str, Any], ingest: dict[str, Any], ctx: StepContext) ->
 
 
 MODEL = "credit_risk"
-#: Used when loopline.toml has no [gates.credit_risk] table.
-DEFAULT_GATES = (
-    "roc_auc >= 0.70",
+#: The ``[gates.credit_risk]`` table ``loopline init`` writes into loopline.toml. The
+#: holdout is pinned to the first version, so every later check (in CI too) evaluates on
+#: the same rows; omit ``split`` (or write "all") to evaluate on all of its rows.
+GATES_TOML = f"""
+[gates.{MODEL}]
+# Promotion to champion (by the example pipeline) and `loopline check` (in CI) use these.
+criteria = [
+    "roc_auc >= 0.75",
     "roc_auc >= champion.roc_auc - 0.005",
     "log_loss <= 0.6",
     "data.valid",
-)
+]
+holdout = "{DATASET}@1"   # pinned: the same rows for every candidate
+split = "test"
+target = "{TARGET}"
+"""
 
 
 def _xy(frame: Any) -> tuple[Any, Any]:
@@ -241,10 +268,14 @@ def register(
     split: dict[str, Any],
     ingest: dict[str, Any],
     ctx: StepContext,
+    promote: bool = True,
 ) -> dict[str, Any]:
     """Register the winner as ``challenger``; promote it to ``champion`` if it passes the
-    gates (the project's [gates.credit_risk], or DEFAULT_GATES)."""
-    from loopline.loop.gates import GateConfig, check_candidate, gate_configs
+    project's ``[gates.credit_risk]`` (without that table it stays challenger).
+
+    ``promote=false`` only registers: the loop controller, which retrains with this
+    pipeline, gates the challenger itself and rolls it out as a canary."""
+    from loopline.loop.gates import check_candidate, gate_configs
     from loopline.registry import DatasetRef, Registry
     from loopline.registry.errors import PromotionRefusedError
 
@@ -258,32 +289,52 @@ def register(
         model,
         sample=x_train,
         run_id=ctx.run.id,
-        datasets=[DatasetRef(ingest["name"], ingest["version"], ingest["digest"], "train")],
+        datasets=[
+            DatasetRef(
+                ingest["name"], ingest["version"], ingest["digest"], "train", split["split_id"]
+            )
+        ],
         metrics=evaluation[winner]["metrics"],
         report_digest=evaluation[winner]["report"],
         description=f"{winner} model, split {split['split_id']}",
-        onnx=True,
         onnx_eval=x_test,
     )
+    ctx.note(f"registered {mv.ref} ({winner} model); {reg.serving_path(mv)}")
     reg.set_alias(MODEL, "challenger", mv.version, reason="trained by the credit_risk pipeline")
-    config = gate_configs(ctx.stores.settings).get(MODEL) or GateConfig(
-        MODEL, DEFAULT_GATES, holdout=ingest["name"], split="test", target=TARGET
-    )
+    config = gate_configs(ctx.stores.settings).get(MODEL)
     verdicts: list[Any] = []
-
-    def check(candidate: Any, champion: Any) -> Any:
-        verdicts.append(
-            check_candidate(ctx.stores, config, candidate, champion=champion, registry=reg).verdict
+    promoted = False
+    if not promote:
+        ctx.note(f"not promoted: promote=false (the loop controller rolls {mv.ref} out)")
+    elif config is None:
+        ctx.note(
+            f"not promoted: loopline.toml has no [gates.{MODEL}] table (loopline init writes "
+            "one; see docs/evaluate.md)"
         )
-        return verdicts[-1]
+    else:
 
-    try:
-        reg.promote(
-            MODEL, mv.version, "champion", check=check, reason="passed the gates after training"
+        def check(candidate: Any, champion: Any) -> Any:
+            verdicts.append(
+                check_candidate(
+                    ctx.stores, config, candidate, champion=champion, registry=reg
+                ).verdict
+            )
+            return verdicts[-1]
+
+        try:
+            reg.promote(
+                MODEL, mv.version, "champion", check=check, reason="passed the gates after training"
+            )
+            promoted = True
+        except PromotionRefusedError as exc:
+            ctx.note(f"not promoted: {exc.message}")
+    if promoted:
+        passed = len(verdicts[-1].results) if verdicts else 0
+        ctx.note(f"promoted {mv.ref} to champion: {passed} of {passed} gates passed")
+        ctx.note(
+            f"next: loopline check; loopline serve {MODEL}@champion; "
+            f"loopline predict {MODEL}@champion FILE.csv scores.csv"
         )
-        promoted = True
-    except PromotionRefusedError:
-        promoted = False
     ctx.run.log_metrics({"registered_version": mv.version, "promoted": float(promoted)})
     return {
         "model": MODEL,
