@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 
 PG_URL ?= postgresql+psycopg://loopline:loopline@127.0.0.1:5432/loopline_test
 
-.PHONY: demo test check lint format typecheck services bench clean
+.PHONY: demo test unit check lint format typecheck services bench clean
 
 demo: $(STAMP)
 	$(BIN)/loopline demo
@@ -17,6 +17,16 @@ test: $(STAMP) services
 	$(MAKE) --no-print-directory check
 	LOOPLINE_TEST_POSTGRES_URL="$(PG_URL)" LOOPLINE_REQUIRE_POSTGRES=1 \
 		$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Unit and contract tests without any service: no PostgreSQL, no S3 server, no subprocess
+# of the command (tests/conftest.py marks those), none of the slow ones; well under a
+# minute. The test plugins of schemathesis and hypothesis (used by tests/integration only)
+# are not loaded. A selection that runs nothing exits 5, and fails, like any other error.
+UNIT_MARKERS := not postgres and not s3 and not e2e and not slow
+
+unit: $(STAMP)
+	$(BIN)/python -m pytest tests/unit tests/contract -m "$(UNIT_MARKERS)" \
+		-p no:schemathesis -p no:hypothesispytest $(PYTEST_ARGS)
 
 # (Re)install only when the dependency declarations change.
 $(STAMP): pyproject.toml constraints.txt

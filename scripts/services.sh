@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install (when missing) and start (when stopped) what the test suite talks to:
-# a PostgreSQL server with a `loopline` role and a `loopline_test` database.
+# a PostgreSQL server with a `loopline` role and a `loopline_test` database, and
+# Prometheus's promtool (installed only; no Prometheus server is started here).
 set -euo pipefail
 
 SUDO=""
@@ -16,6 +17,8 @@ apt_install() {
 
 need=()
 command -v pg_ctlcluster >/dev/null 2>&1 || need+=(postgresql)
+# promtool (Debian's prometheus package) checks the alerting rules loopline exports.
+command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 if [ "${#need[@]}" -gt 0 ]; then
     echo "installing Debian packages: ${need[*]}"
     apt_install "${need[@]}"

@@ -14,13 +14,15 @@
 from __future__ import annotations
 
 import os
-import socket
+import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from e2e.cli import free_port
 from loopline.config import S3Settings, settings_for
 from loopline.store.db import migrate
 from loopline.store.db.engine import Database
@@ -31,11 +33,22 @@ S3_SECRET = "testing-secret"
 S3_REGION = "us-east-1"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+_E2E = Path(__file__).parent / "e2e"
+#: A test using one of these fixtures needs that service: it gets the marker.
+_SERVICE_FIXTURES = {"postgres_url": "postgres", "s3_endpoint": "s3"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark what needs a service or a subprocess of the command, so ``make unit`` can
+    leave it out by marker: ``postgres`` and ``s3`` from the fixtures a test uses (also
+    through other fixtures), ``e2e`` for everything under tests/e2e."""
+    for item in items:
+        names = set(getattr(item, "fixturenames", ()))
+        for fixture, marker in _SERVICE_FIXTURES.items():
+            if fixture in names:
+                item.add_marker(marker)
+        if _E2E in Path(str(item.path)).parents:
+            item.add_marker("e2e")
 
 
 @pytest.fixture(scope="session")
@@ -43,7 +56,7 @@ def s3_endpoint() -> Iterator[str]:
     """moto's S3 server on 127.0.0.1, reached over HTTP like any S3 endpoint."""
     from moto.server import ThreadedMotoServer
 
-    port = _free_port()
+    port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     try:
@@ -132,6 +145,34 @@ def metadata_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return url
 
 
+#: A SQLite database migrated once per test session; each SQLite store test gets a copy
+#: (a file copy instead of running every migration again).
+_SQLITE_TEMPLATE: list[Path] = []
+
+
+def migrate_database(url: str) -> None:
+    """Bring the (new) database at ``url`` to the latest revision: a fresh SQLite file is
+    a copy of a database migrated once per session, anything else is migrated."""
+    prefix = "sqlite:///"
+    target = Path(url[len(prefix) :]) if url.startswith(prefix) else None
+    if target is None or target.exists():
+        with Database(url, create=True) as db:
+            migrate.upgrade(db)
+        return
+    if not _SQLITE_TEMPLATE:
+        folder = Path(tempfile.mkdtemp(prefix="loopline-test-template-"))
+        with Database(f"{prefix}{folder / 'template.db'}", create=True) as db:
+            migrate.upgrade(db)
+        _SQLITE_TEMPLATE.append(folder / "template.db")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(_SQLITE_TEMPLATE[0], target)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    for template in _SQLITE_TEMPLATE:
+        shutil.rmtree(template.parent, ignore_errors=True)
+
+
 def open_stores(project: Path, metadata_url: str) -> Stores:
     """Migrated stores for a project folder: ``metadata_url`` + ``project/artifacts``."""
     (project / "artifacts").mkdir(parents=True, exist_ok=True)
@@ -142,8 +183,7 @@ def open_stores(project: Path, metadata_url: str) -> Stores:
             "LOOPLINE_ARTIFACTS_URL": str(project / "artifacts"),
         },
     )
-    with Database(settings.metadata_url, create=True) as db:
-        migrate.upgrade(db)
+    migrate_database(settings.metadata_url)
     return Stores.open(settings)
 
 

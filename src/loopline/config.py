@@ -50,6 +50,10 @@ SECTIONS: dict[str, str] = {
     "serve": "the model server (loopline.serve.settings)",
     "gates": "model gates, one table per model (loopline.loop.gates)",
     "monitor": "monitoring, one table per model (loopline.monitor.settings)",
+    "alarms": "alarms over the monitor's series, one table per alarm (loopline.alarm.settings)",
+    "actions": "what alarms and rollouts run: webhooks, retraining ... (loopline.alarm.settings)",
+    "loop": "the controller's retraining and rollout, one table per model (loopline.loop)",
+    "controller": "the loop controller daemon: tick, lease, HTTP port (loopline.loop.settings)",
 }
 
 
@@ -348,11 +352,26 @@ def read_section(settings: Settings, name: str) -> dict[str, Any]:
 
 
 def did_you_mean(word: str, options: Any) -> str:
-    """`` (did you mean 'x'?)`` for the option closest to ``word``, or an empty string."""
+    """`` (did you mean 'x'?)`` for the option closest to ``word``, or an empty string.
+
+    An option that ``word`` abbreviates (``prod`` for ``production``) comes first, then
+    the closest spelling."""
+    close = closest(word, options)
+    return f" (did you mean {close!r}?)" if close else ""
+
+
+def closest(word: str, options: Any) -> str | None:
+    """The option ``word`` most likely meant (see :func:`did_you_mean`), or None."""
     import difflib
 
-    close = difflib.get_close_matches(str(word), [str(o) for o in options], n=1, cutoff=0.6)
-    return f" (did you mean {close[0]!r}?)" if close else ""
+    text = str(word)
+    names = [str(o) for o in options]
+    if len(text) >= 2:
+        longer = sorted((n for n in names if n.startswith(text) and n != text), key=len)
+        if longer:
+            return longer[0]
+    found = difflib.get_close_matches(text, names, n=1, cutoff=0.6)
+    return found[0] if found else None
 
 
 # -- typed sections ------------------------------------------------------------------------

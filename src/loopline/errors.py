@@ -33,7 +33,7 @@ listed under its first.
             ValidationFailedError                   data.errors
             DatasetNotFoundError                    data.errors
                 DatasetVersionNotFoundError         data.errors
-            DataArgumentError                       data.errors
+            DataArgumentError                       data.errors (also ConfigError)
         ConfigError
             ProjectConflictError                    store.errors
         ProjectError
@@ -45,12 +45,19 @@ listed under its first.
             EvaluationInputError                    evaluate.errors
             EvaluationArgumentError                 evaluate.errors
         ExecutorError                               execute.errors
+        LoopError                                   loop.errors
+            LeaseLostError                          loop.errors
+            RolloutNotFoundError                    loop.errors
+            RolloutActiveError                      loop.errors
+            LoopConfigError                         loop.errors (also ConfigError)
         MonitorError                                monitor.errors
             FeedbackError                           monitor.errors
+            MonitorReferenceError                   monitor.errors
+            MonitorArgumentError                    monitor.errors (also ConfigError)
         PipelineError                               pipeline.errors
             PipelineDefinitionError                 pipeline.errors
             PipelineLoadError                       pipeline.errors
-            PipelineParamError                      pipeline.errors
+            PipelineParamError                      pipeline.errors (also ConfigError)
             StepOutputError                         pipeline.errors
             PipelineRunNotFoundError                pipeline.errors
         RegistryError                               registry.errors
@@ -65,8 +72,8 @@ listed under its first.
             UnsafeModelError                        registry.errors
             ConflictError                           registry.errors
             PromotionRefusedError                   registry.errors
-            InvalidRefError                         registry.errors
-            RegistryArgumentError                   registry.errors
+            InvalidRefError                         registry.errors (also ConfigError)
+            RegistryArgumentError                   registry.errors (also ConfigError)
         ServeError                                  serve.errors
             UnsafeBindError                         serve.errors
             PortInUseError                          serve.errors (also ConfigError)
@@ -91,7 +98,7 @@ listed under its first.
             ParamConflictError                      tracking.errors
             InvalidMetricError                      tracking.errors
             InvalidRunFilterError                   tracking.errors
-            TrackingArgumentError                   tracking.errors
+            TrackingArgumentError                   tracking.errors (also ConfigError)
             RunEndedError                           tracking.errors
             ArtifactError                           tracking.errors
         TrainError                                  train.errors

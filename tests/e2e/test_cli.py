@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -11,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from e2e.cli import run
 from loopline.store.db.migrate import HEAD
 
 HEAVY = [
@@ -27,26 +27,6 @@ HEAVY = [
     "typer",
     "rich",
 ]
-
-
-def run(
-    *args: str, cwd: Path, env: dict[str, str] | None = None, check: bool = True
-) -> subprocess.CompletedProcess[str]:
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith(("LOOPLINE_", "AWS_"))}
-    full_env.update(env or {})
-    full_env["NO_COLOR"] = "1"
-    full_env["COLUMNS"] = "200"
-    proc = subprocess.run(
-        [sys.executable, "-m", "loopline", *args],
-        cwd=cwd,
-        env=full_env,
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
-    if check:
-        assert proc.returncode == 0, proc.stderr + proc.stdout
-    return proc
 
 
 @pytest.mark.parametrize("args", [["--help"], ["--version"]])
@@ -103,8 +83,7 @@ def test_init_again_keeps_every_file(tmp_path: Path) -> None:
 
 
 def test_outside_a_project_the_error_is_one_line_with_the_fix(tmp_path: Path) -> None:
-    proc = run("doctor", cwd=tmp_path, check=False)
-    assert proc.returncode == 1
+    proc = run("doctor", cwd=tmp_path, code=1)
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1, proc.stderr
     assert lines[0].startswith("error: No loopline.toml")
@@ -118,16 +97,14 @@ def test_unreachable_database_is_one_line_exit_3(tmp_path: Path) -> None:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     env = {"LOOPLINE_METADATA_URL": f"postgresql://u:pw@127.0.0.1:{port}/db"}
-    proc = run("db", "upgrade", cwd=tmp_path / "p", env=env, check=False)
-    assert proc.returncode == 3, proc.stderr
+    proc = run("db", "upgrade", cwd=tmp_path / "p", env=env, code=3)
     assert "Traceback" not in proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1
     assert f"127.0.0.1:{port}" in lines[0]
     assert "pw@" not in lines[0]
 
-    doctor = run("doctor", "--json", cwd=tmp_path / "p", env=env, check=False)
-    assert doctor.returncode == 1
+    doctor = run("doctor", "--json", cwd=tmp_path / "p", env=env, code=1)
     checks = {c["name"]: c for c in json.loads(doctor.stdout)["checks"]}
     assert checks["metadata store"]["status"] == "fail"
     assert checks["artifact store"]["status"] == "ok"
@@ -137,11 +114,10 @@ def test_missing_store_folder_is_reported_with_the_fix(tmp_path: Path) -> None:
     project = tmp_path / "p"
     project.mkdir()
     (project / "loopline.toml").write_text("")
-    proc = run("db", "current", cwd=project, check=False)
-    assert proc.returncode == 3
+    proc = run("db", "current", cwd=project, code=3)
     assert "loopline init" in proc.stderr
     assert "Traceback" not in proc.stderr
-    doctor = json.loads(run("doctor", "--json", cwd=project, check=False).stdout)
+    doctor = json.loads(run("doctor", "--json", cwd=project, code=1).stdout)
     statuses = {c["name"]: c["status"] for c in doctor["checks"]}
     assert statuses["metadata store"] == "fail"
     assert statuses["artifact store"] == "fail"
@@ -151,12 +127,10 @@ def test_bad_config_exits_2_and_names_the_file(tmp_path: Path) -> None:
     project = tmp_path / "p"
     project.mkdir()
     (project / "loopline.toml").write_text("metdata_url = 'x'\n")
-    proc = run("doctor", cwd=project, check=False)
-    assert proc.returncode == 2
+    proc = run("doctor", cwd=project, code=2)
     assert str(project / "loopline.toml") in proc.stdout  # doctor's table says it
     assert "metdata_url" in proc.stdout
-    other = run("data", "ls", cwd=project, check=False)  # any other command: one line
-    assert other.returncode == 2
+    other = run("data", "ls", cwd=project, code=2)  # any other command: one line
     assert str(project / "loopline.toml") in other.stderr
     assert "did you mean 'metadata_url'" in other.stderr
 
@@ -165,7 +139,7 @@ def test_db_upgrade_and_current(tmp_path: Path) -> None:
     project = tmp_path / "p"
     project.mkdir()
     (project / "loopline.toml").write_text("")
-    assert run("db", "current", cwd=project, check=False).returncode == 3  # no database yet
+    run("db", "current", cwd=project, code=3)  # no database yet
     up = json.loads(run("db", "upgrade", "--json", cwd=project).stdout)
     assert up == {"url": up["url"], "before": None, "after": HEAD, "changed": True}
     again = json.loads(run("db", "upgrade", "--json", cwd=project).stdout)
@@ -174,29 +148,44 @@ def test_db_upgrade_and_current(tmp_path: Path) -> None:
     assert cur["revision"] == cur["latest"] == HEAD
 
 
-def test_demo_stores_and_reads_back(tmp_path: Path) -> None:
+@pytest.mark.slow
+def test_demo_reports_what_each_stage_did(tmp_path: Path) -> None:
     out = json.loads(run("demo", "--dir", str(tmp_path / "d"), "--json", cwd=tmp_path).stdout)
-    whats = [item["what"] for item in out["items"]]
-    assert any(w.startswith("dataset") for w in whats)
-    assert any(w.startswith("artifact") for w in whats)
-    dataset = next(i for i in out["items"] if i["what"].startswith("dataset"))
-    stored = Path(dataset["where"])
+    dataset = out["dataset"]
+    stored = Path(out["artifacts_url"]) / dataset["key"]
     assert stored.is_file()
-    assert stored.stat().st_size > 0
-    assert "same digest" in dataset["detail"]
-    by_stage = {}
-    for item in out["items"]:
-        by_stage.setdefault(item["stage"], []).append(item)
-    registry = by_stage["registry"][0]
-    assert "champion" in registry["where"], registry
-    served = by_stage["serve"][0]
-    assert "10 requests answered" in served["detail"]
-    assert "HTTP 422" in served["detail"]
-    assert "40 labels matched" in by_stage["serve"][1]["detail"]
-    assert by_stage["monitor"][0]["what"] == "prediction log (40 rows)"
+    assert stored.stat().st_size == dataset["bytes"] > 0
+    assert (dataset["rows"], dataset["columns"], dataset["deduplicated"]) == (5_000, 4, True)
+    assert out["artifact"]["verified"] is True
+
+    pipeline = out["pipeline"]
+    assert pipeline["status"] == "finished"
+    assert set(pipeline["steps"].values()) == {"done"}
+    assert sum(pipeline["split_rows"].values()) == pipeline["rows"]
+    baseline, tuned = pipeline["models"]
+    assert (baseline["name"], tuned["name"]) == ("baseline", "tuned")
+    assert tuned["roc_auc"] > baseline["roc_auc"]  # tuning wins on the example's data
+    assert pipeline["rerun_cached"] == len(pipeline["steps"])  # the second run ran nothing
+
+    model = out["model"]
+    assert model["winner"] == "tuned"
+    assert model["promoted"] is True
+    assert model["aliases"] == ["challenger", "champion"]
+    assert model["gates_passed"] == model["gates_total"] > 0
+
+    serving = out["serving"]
+    assert serving["model_ref"] == f"{model['model']}@champion"
+    assert serving["version"] == model["version"]
+    assert (serving["requests_answered"], serving["rows_per_request"]) == (10, 4)
+    assert (serving["rejected_status"], serving["rejected_problems"]) == (422, 2)
+    assert (serving["feedback_status"], serving["feedback_stored"]) == (200, 40)
+    assert serving["logged_rows"] == 40
+    assert out["audit"]["events"] > 0
+
     human = run("demo", "--dir", str(tmp_path / "d2"), cwd=tmp_path).stdout
     assert "loopline demo" in human
-    assert "dataset" in human
+    for stage in ("store", "data", "pipeline", "train", "registry", "serve", "monitor"):
+        assert f"│ {stage} " in human
 
 
 @pytest.mark.s3
@@ -224,22 +213,19 @@ def test_doctor_reports_a_section_no_layer_reads_and_a_broken_one(tmp_path: Path
     toml = project / "loopline.toml"
     good = toml.read_text()
     toml.write_text(good + "\n[gatez.m]\ncriteria = []\n")
-    typo = run("doctor", "--json", cwd=project, check=False)
-    assert typo.returncode == 2
+    typo = run("doctor", "--json", cwd=project, code=2)
     checks = json.loads(typo.stdout)["checks"]
     assert checks[0]["name"] == "settings"
     assert checks[0]["status"] == "fail"
     assert "did you mean 'gates'" in checks[0]["detail"]
 
     toml.write_text(good + "\n[gates.m]\ncriteria = ['f1 >> 0.8']\n")
-    broken = run("doctor", "--json", cwd=project, check=False)
-    assert broken.returncode == 1
+    broken = run("doctor", "--json", cwd=project, code=1)
     sections = next(c for c in json.loads(broken.stdout)["checks"] if c["name"] == "sections")
     assert sections["status"] == "fail"
     assert "criteria[0]" in sections["detail"]
 
     toml.write_text(good + "\n[gates.m]\ncriteria = ['f1 >= 0.8']\n")
-    fine = run("doctor", "--json", cwd=project, check=False)
-    assert fine.returncode == 0, fine.stdout
+    fine = run("doctor", "--json", cwd=project)
     sections = next(c for c in json.loads(fine.stdout)["checks"] if c["name"] == "sections")
-    assert "gates for m" in sections["detail"]
+    assert "gates for credit_risk, m" in sections["detail"]  # init wrote the example's

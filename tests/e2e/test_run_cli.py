@@ -1,83 +1,84 @@
-"""``loopline run`` on the example pipeline that ``loopline init`` writes."""
+"""``loopline run`` as a user runs it: caching, ``--describe``, and its errors."""
 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
+import pytest
 
-def loopline(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("LOOPLINE_", "AWS_"))}
-    env.update(NO_COLOR="1", COLUMNS="160")
-    proc = subprocess.run(
-        [sys.executable, "-m", "loopline", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
-    if check:
-        assert proc.returncode == 0, proc.stderr + proc.stdout
-    return proc
+from e2e.cli import init, one_line_error
+from e2e.cli import run as loopline
+
+TOY = """
+import pandas as pd
+from loopline.pipeline import Pipeline, StepContext, step
+
+@step
+def make_data(n_rows: int = 1_000, seed: int = 0) -> pd.DataFrame:
+    half = n_rows // 2
+    return pd.DataFrame({"plan": ["basic", "pro"] * half, "churned": [True, False] * half})
+
+@step
+def churn_by_plan(make_data: pd.DataFrame, ctx: StepContext) -> dict[str, float]:
+    rates = make_data.groupby("plan")["churned"].mean()
+    ctx.note(f"{len(rates)} plans")
+    return {str(k): float(v) for k, v in rates.items()}
+
+pipeline = Pipeline("toy", [make_data, churn_by_plan])
+"""
 
 
-def test_example_pipeline_runs_then_hits_the_cache(tmp_path: Path) -> None:
-    loopline("init", "p", cwd=tmp_path)
-    project = tmp_path / "p"
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    root = init(tmp_path)
+    (root / "pipelines" / "toy.py").write_text(TOY)
+    return root
+
+
+def test_a_pipeline_runs_then_hits_the_cache(project: Path) -> None:
     first = json.loads(
-        loopline("run", "pipelines/example.py", "-p", "n_rows=500", "--json", cwd=project).stdout
+        loopline("run", "pipelines/toy.py", "-p", "n_rows=500", "--json", cwd=project).stdout
     )
     assert first["status"] == "finished"
     assert [s["status"] for s in first["steps"]] == ["done", "done"]
+    assert first["steps"][1]["notes"] == ["2 plans"]
     second = json.loads(
-        loopline("run", "pipelines/example.py", "-p", "n_rows=500", "--json", cwd=project).stdout
+        loopline("run", "pipelines/toy.py", "-p", "n_rows=500", "--json", cwd=project).stdout
     )
     assert [s["status"] for s in second["steps"]] == ["cached", "cached"]
-    live = loopline("run", "pipelines/example.py", "-p", "n_rows=500", cwd=project).stdout
-    assert "churn_by_plan" in live
-    assert "cached" in live
+    live = loopline("run", "pipelines/toy.py", "-p", "n_rows=600", cwd=project).stdout
+    assert "churn_by_plan: 2 plans" in live  # the notes of the steps that ran
+    cached = loopline("run", "pipelines/toy.py", "-p", "n_rows=600", cwd=project).stdout
+    assert "cached" in cached
+    assert "2 plans" not in cached  # nothing ran, nothing noted
 
     runs = json.loads(loopline("runs", "ls", "--json", cwd=project).stdout)
-    assert any(r["name"] == "example" for r in runs)
+    assert any(r["name"] == "toy" for r in runs)
 
 
-def test_describe_lists_steps_and_params(tmp_path: Path) -> None:
-    loopline("init", "p", cwd=tmp_path)
-    out = json.loads(
-        loopline("run", "pipelines/example.py", "--describe", "--json", cwd=tmp_path / "p").stdout
-    )
-    assert [s["step"] for s in out["steps"]] == ["make_data", "churn_by_plan"]
-    assert out["params"] == {"n_rows": 1000, "seed": 0}
+def test_describe_lists_the_examples_steps_and_params(project: Path) -> None:
+    for target in ("pipelines/example.py", "example:credit_risk"):
+        out = json.loads(loopline("run", target, "--describe", "--json", cwd=project).stdout)
+        assert out["pipeline"] == "credit_risk"
+        steps = [s["step"] for s in out["steps"]]
+        assert steps[0] == "applications"
+        assert steps[-1] == "register"
+        assert {"tuned", "baseline", "evaluation"} <= set(steps)
+        assert out["params"] == {"n_rows": 5000, "n_trials": 12, "seed": 0}
 
 
-def test_failing_step_exits_1_and_names_the_resume_command(tmp_path: Path) -> None:
-    loopline("init", "p", cwd=tmp_path)
-    project = tmp_path / "p"
-    (project / "pipelines" / "broken.py").write_text(
-        "from loopline.pipeline import Pipeline, step\n\n"
-        "@step\ndef one() -> int:\n    return 1\n\n"
-        "@step\ndef two(one: int) -> int:\n    raise RuntimeError('no luck')\n\n"
-        "pipeline = Pipeline('broken', [one, two])\n"
-    )
-    proc = loopline("run", "pipelines/broken.py", cwd=project, check=False)
-    assert proc.returncode == 1
-    assert "RuntimeError: no luck" in proc.stderr
-    assert "--resume" in proc.stderr
-    assert "Traceback" not in proc.stderr
-
-
-def test_bad_param_and_missing_file_are_one_line_errors(tmp_path: Path) -> None:
-    loopline("init", "p", cwd=tmp_path)
-    project = tmp_path / "p"
-    bad = loopline("run", "pipelines/example.py", "-p", "n_rows=lots", cwd=project, check=False)
-    assert bad.returncode == 1
-    assert "expects int, got 'lots'" in bad.stderr
-    missing = loopline("run", "nope.py", cwd=project, check=False)
-    assert missing.returncode == 1
-    assert "No pipeline file" in missing.stderr
-    unknown = loopline("run", "pipelines/example.py", "-p", "rows=1", cwd=project, check=False)
-    assert "has no parameter 'rows'" in unknown.stderr
+def test_bad_params_and_missing_files_are_one_line_errors(project: Path) -> None:
+    bad = loopline("run", "pipelines/toy.py", "-p", "n_rows=lots", cwd=project, code=2)
+    assert "expects int, got 'lots'" in one_line_error(bad)
+    assert bad.stdout == ""
+    missing = loopline("run", "nope.py", cwd=project, code=1)
+    line = one_line_error(missing)
+    assert "No pipeline file" in line
+    assert "example:credit_risk" in line
+    unknown = loopline("run", "pipelines/toy.py", "-p", "n_row=1", cwd=project, code=2)
+    assert "has no parameter 'n_row' (did you mean 'n_rows'?)" in one_line_error(unknown)
+    named = loopline("run", "pipelines/toy.py:tyo", cwd=project, code=1)
+    assert "did you mean 'toy'?" in one_line_error(named)
+    usage = loopline("run", "pipelines/toy.py", "-p", "n_rows", cwd=project, code=2)
+    assert "expected KEY=VALUE" in one_line_error(usage)

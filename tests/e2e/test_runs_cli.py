@@ -3,34 +3,17 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
+from e2e.cli import run as loopline
 from loopline.config import settings_for
 from loopline.store.stores import Stores
 from loopline.tracking import Tracker
 from loopline.tracking.tables import runs
-
-
-def loopline(*args: str, cwd: Path, code: int = 0) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("LOOPLINE_", "AWS_"))}
-    env.update(NO_COLOR="1", COLUMNS="200")
-    proc = subprocess.run(
-        [sys.executable, "-m", "loopline", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert proc.returncode == code, proc.stderr + proc.stdout
-    return proc
 
 
 @pytest.fixture(scope="module")

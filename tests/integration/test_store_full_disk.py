@@ -13,13 +13,14 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from e2e.cli import one_line_error
+from e2e.cli import run as cli
 from loopline.store.errors import DatabaseFullError, StoreFullError
 from loopline.store.objects import ContentStore, open_object_store
 
@@ -70,29 +71,6 @@ def _fill(folder: Path) -> Path:
         os.close(fd)
     assert shutil.disk_usage(folder).free == 0
     return filler
-
-
-def cli(*args: str, cwd: Path, code: int = 0) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("LOOPLINE_", "AWS_"))}
-    env.update(NO_COLOR="1", COLUMNS="200")
-    proc = subprocess.run(
-        [sys.executable, "-m", "loopline", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert proc.returncode == code, proc.stderr + proc.stdout
-    return proc
-
-
-def one_line_error(proc: subprocess.CompletedProcess[str]) -> str:
-    assert "Traceback" not in proc.stderr
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1, proc.stderr
-    assert lines[0].startswith("error: ")
-    return lines[0]
 
 
 def test_the_content_store_on_a_full_disk(tmpfs: Callable[[str], Path], tmp_path: Path) -> None:

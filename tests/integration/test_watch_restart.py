@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -14,6 +12,7 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
+from e2e.cli import clean_env, command, init
 from loopline.config import settings_for
 from loopline.registry import Registry
 from loopline.store.stores import Stores
@@ -23,17 +22,11 @@ N_FILES = 6
 ROWS = 2000
 
 
-def loopline(project: Path, *args: str) -> list[str]:
-    return [sys.executable, "-m", "loopline", *args]
-
-
 def test_a_killed_watcher_resumes_without_rescoring_or_skipping(tmp_path: Path) -> None:
     from sklearn.linear_model import LogisticRegression
 
-    project = tmp_path / "proj"
-    project.mkdir()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LOOPLINE_")}
-    subprocess.run(loopline(project, "init"), cwd=project, env=env, check=True, timeout=60)
+    project = init(tmp_path, "proj")
+    env = clean_env()
     rng = np.random.default_rng(0)
     X = pd.DataFrame({"x1": rng.normal(size=100), "x2": rng.normal(size=100)})
     y = (X["x1"] > 0).astype(int)
@@ -52,7 +45,7 @@ def test_a_killed_watcher_resumes_without_rescoring_or_skipping(tmp_path: Path) 
     args += ["--chunk-rows", "100"]
 
     first = subprocess.Popen(
-        loopline(project, *args),
+        command(*args),
         cwd=project,
         env=env,
         stdout=subprocess.DEVNULL,
@@ -69,7 +62,7 @@ def test_a_killed_watcher_resumes_without_rescoring_or_skipping(tmp_path: Path) 
         first.wait(10)
 
     second = subprocess.run(
-        loopline(project, *args, "--once", "--json"),
+        command(*args, "--once", "--json"),
         cwd=project,
         env=env,
         capture_output=True,

@@ -48,6 +48,7 @@ def check_command(models: tuple[str, ...], as_json: bool) -> None:
     from loopline.errors import ConfigError
     from loopline.loop.gates import check_candidate, gate_configs, resolve_candidate
     from loopline.registry import Registry
+    from loopline.registry.errors import RegistryError
     from loopline.store.stores import Stores
 
     settings = load_settings()
@@ -67,17 +68,32 @@ def check_command(models: tuple[str, ...], as_json: bool) -> None:
             source=str(settings.config_file),
             hint="See docs/evaluate.md for the gate language",
         )
-    results = []
+    results: list[GateCheck] = []
+    #: Gated models without a candidate to judge: (model, why), each a failed check.
+    missing_candidates: list[tuple[str, str]] = []
     with Stores.open(settings) as stores:
         reg = Registry(stores)
         for config in configs.values():
-            result = check_candidate(stores, config, resolve_candidate(reg, config), registry=reg)
+            try:
+                candidate = resolve_candidate(reg, config)
+            except RegistryError as exc:
+                missing_candidates.append((config.model, exc.message))
+                if not as_json:
+                    console.print(
+                        f"{config.model}: [bold red]failed[/bold red]: no candidate to check "
+                        f"({exc.message})"
+                    )
+                continue
+            result = check_candidate(stores, config, candidate, registry=reg)
             results.append(result)
             if not as_json:
                 print_gate_check(result)
+    passed = all(r.passed for r in results) and not missing_candidates
     if as_json:
-        print_json(
-            {"passed": all(r.passed for r in results), "checks": [r.as_dict() for r in results]}
-        )
-    if not all(r.passed for r in results):
+        checks = [r.as_dict() for r in results] + [
+            {"model": model, "passed": False, "candidate": None, "error": why}
+            for model, why in missing_candidates
+        ]
+        print_json({"passed": passed, "checks": checks})
+    if not passed:
         raise click.exceptions.Exit(1)

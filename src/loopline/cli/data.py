@@ -28,7 +28,7 @@ SEVERITY_STYLE = {"error": "bold red", "warning": "yellow", "info": "dim"}
 
 @click.group("data", no_args_is_help=True)
 def data_group() -> None:
-    """Add, list, show and validate versioned datasets."""
+    """Add, list, show, split and validate versioned datasets."""
 
 
 def _read_options(fn: Any) -> Any:
@@ -286,10 +286,89 @@ def show_command(ref: str, as_json: bool) -> None:
         )
 
 
+@data_group.command("versions")
+@click.argument("name")
+@json_option
+def versions_command(name: str, as_json: bool) -> None:
+    """List the versions of dataset NAME: rows, columns, size, digest, source, when."""
+    with _open() as ds:
+        versions = ds.versions(name)
+    if as_json:
+        print_json([v.to_dict() for v in versions])
+        return
+    rows = [
+        (
+            v.ref,
+            f"{v.rows:,}",
+            v.columns,
+            _size(v.bytes),
+            v.digest[:12],
+            "ok" if v.validation.get("ok", True) else "[bold red]invalid[/bold red]",
+            _when(v.created_at),
+            v.source,
+        )
+        for v in versions
+    ]
+    console.print(
+        table(
+            f"dataset {name}",
+            ["version", "rows", "columns", "size", "sha256", "valid", "created", "source"],
+            rows,
+        )
+    )
+
+
+@data_group.command("split")
+@click.argument("ref", metavar="NAME[@VERSION]")
+@click.option(
+    "--fractions",
+    default="0.7,0.15,0.15",
+    show_default=True,
+    metavar="TRAIN,VALIDATION,TEST",
+    help="Shares of the rows in each part.",
+)
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option("--stratify", metavar="COLUMN", help="Keep this column's classes in proportion.")
+@json_option
+def split_command(ref: str, fractions: str, seed: int, stratify: str | None, as_json: bool) -> None:
+    """Split a dataset version into train/validation/test, deterministically, and record
+    the split with it (gates take their holdout part from it). The same parameters give
+    the same recorded split again."""
+    from loopline.data.datasets import parse_ref
+
+    try:
+        shares = tuple(float(f) for f in fractions.split(","))
+    except ValueError:
+        raise click.BadParameter(
+            f"{fractions!r}: expected three numbers, e.g. 0.7,0.15,0.15", param_hint="--fractions"
+        ) from None
+    name, version_spec = parse_ref(ref)
+    with _open() as ds:
+        parts = ds.split(name, version_spec, fractions=shares, seed=seed, stratify=stratify)
+    record = parts.record
+    if as_json:
+        print_json(record.to_dict())
+        return
+    sizes = record.sizes
+    console.print(
+        f"[bold]{record.dataset}@{record.version}[/bold] split #{record.id} (seed {seed}"
+        + (f", stratified on {stratify}" if stratify else "")
+        + f"): train {sizes['train']:,}, validation {sizes['validation']:,}, "
+        f"test {sizes['test']:,} rows"
+    )
+
+
 @data_group.command("validate")
 @click.argument("name")
 @click.argument("source", required=False)
 @_read_options
+@click.option(
+    "--features-only",
+    is_flag=True,
+    help="Validate inputs without the label (a production batch): the label column is "
+    "--target, or the target the project's [gates.*] name for this dataset.",
+)
+@click.option("--target", metavar="COLUMN", help="The label column (with --features-only).")
 @json_option
 def validate_command(
     name: str,
@@ -303,6 +382,8 @@ def validate_command(
     encoding: str | None,
     max_field_bytes: int | None,
     check_duplicates: bool | None,
+    features_only: bool,
+    target: str | None,
     as_json: bool,
 ) -> None:
     """Validate SOURCE (default: the latest version) against the schema of dataset NAME.
@@ -312,14 +393,37 @@ def validate_command(
     kwargs = _source_kwargs(
         source, sql, db, fmt, dtypes, delimiter, null_values, encoding, max_field_bytes
     )
+    if target is not None and not features_only:
+        raise click.UsageError("--target goes with --features-only")
     with _open() as ds, err_console.status(f"Validating {sql or source or name}"):
-        report = ds.validate(name, check_duplicates=check_duplicates, **kwargs)
+        exclude = (target or _gated_target(name),) if features_only else ()
+        report = ds.validate(name, check_duplicates=check_duplicates, exclude=exclude, **kwargs)
     if as_json:
         print_json(report.to_dict())
     else:
         _print_report(report, source or (f"sql {sql!r}" if sql else f"{name} (latest)"))
     if not report.ok:
         raise click.exceptions.Exit(1)
+
+
+def _gated_target(name: str) -> str:
+    """The label column of dataset ``name``: the target of the [gates.*] table whose
+    holdout it is."""
+    from loopline.config import load_settings
+    from loopline.loop.gates import gate_configs
+
+    targets = {
+        c.target
+        for c in gate_configs(load_settings()).values()
+        if c.target and c.holdout and c.holdout.partition("@")[0] == name
+    }
+    if len(targets) != 1:
+        found = "several" if targets else "no"
+        raise click.UsageError(
+            f"--features-only needs the label column of {name!r}: {found} [gates.*] table "
+            f"names one as the target of this dataset; give it with --target COLUMN"
+        )
+    return targets.pop()
 
 
 def _print_report(report: ValidationReport, what: str) -> None:

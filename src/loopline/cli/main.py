@@ -24,22 +24,32 @@ from loopline import __version__
 COMMANDS: dict[str, tuple[str, str]] = {
     "init": (
         "loopline.cli.project:init_command",
-        "Create a project: loopline.toml, stores, an example pipeline.",
+        "Create a project: loopline.toml, stores, a real example pipeline and its gates.",
     ),
     "doctor": (
         "loopline.cli.project:doctor_command",
         "Show where each store lives and check it is reachable and migrated.",
     ),
     "db": ("loopline.cli.db:db_group", "Migrate and inspect the metadata database."),
-    "data": ("loopline.cli.data:data_group", "Add, list, show and validate versioned datasets."),
-    "runs": ("loopline.cli.runs:runs_group", "List, show and compare tracked runs."),
+    "data": (
+        "loopline.cli.data:data_group",
+        "Add, list, show, split and validate versioned datasets.",
+    ),
+    "runs": (
+        "loopline.cli.runs:runs_group",
+        "List, show and compare tracked runs; get their artifacts.",
+    ),
     "run": (
         "loopline.cli.run:run_command",
         "Run a pipeline: steps with caching, retries and lineage.",
     ),
     "models": (
         "loopline.cli.models:models_group",
-        "List, show, alias, promote and roll back registered models.",
+        "List, show, register, alias, promote and roll back registered models.",
+    ),
+    "traffic": (
+        "loopline.cli.traffic:traffic_group",
+        "Share a served alias's requests with a candidate (canary, shadow), or stop.",
     ),
     "check": (
         "loopline.cli.check:check_command",
@@ -65,6 +75,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "monitor": (
         "loopline.cli.monitor:monitor_group",
         "Drift, data quality, anomalies and performance of a served model, over time.",
+    ),
+    "alarms": (
+        "loopline.cli.alarms:alarms_group",
+        "Alarms over the monitor's series: states, history, a dry run, Prometheus rules.",
+    ),
+    "loop": (
+        "loopline.cli.loop:loop_group",
+        "The closed loop: the controller, rollouts (retrain, canary, promote), pause.",
     ),
     "predictions": (
         "loopline.cli.predictions:predictions_group",
@@ -100,6 +118,18 @@ class LazyGroup(click.Group):
         with formatter.section("Commands"):
             formatter.write_dl(rows)
 
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        name = args[0] if args else ""
+        if name and not name.startswith("-") and name not in COMMANDS:
+            import difflib
+
+            close = difflib.get_close_matches(name, list(COMMANDS), n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise click.UsageError(f"No such command {name!r}.{hint}", ctx)
+        return super().resolve_command(ctx, args)
+
 
 @click.group(
     cls=LazyGroup,
@@ -108,13 +138,23 @@ class LazyGroup(click.Group):
 @click.version_option(
     __version__, "-V", "--version", prog_name="loopline", message="%(prog)s %(version)s"
 )
-def cli() -> None:
+@click.option(
+    "--debug",
+    is_flag=True,
+    help="Show whole tracebacks of failures (also LOOPLINE_DEBUG=1).",
+)
+def cli(debug: bool) -> None:
     """loopline: the machine-learning lifecycle, end to end, from a laptop to a cluster.
 
     Data, experiments, models, endpoints, monitoring and retraining in one program.
     Settings come from loopline.toml (found in this folder or above) and LOOPLINE_*
     environment variables.
     """
+    if debug:
+        import warnings
+
+        os.environ["LOOPLINE_DEBUG"] = "1"  # also for the processes a command starts
+        warnings.resetwarnings()
 
 
 def exit_code_for(exc: BaseException) -> int:
@@ -132,8 +172,15 @@ def exit_code_for(exc: BaseException) -> int:
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point of the console script and ``python -m loopline``."""
+    import warnings
+
     from loopline.errors import LooplineError
 
+    if not _debug():
+        # Libraries' warnings (an Optuna feature marked experimental, a deprecation deep in
+        # a dependency) are for their developers, not for the person at the terminal;
+        # loopline reports its own problems as errors and notes. --debug shows them.
+        warnings.simplefilter("ignore")
     try:
         result = cli.main(
             args=list(argv) if argv is not None else None,
@@ -141,6 +188,10 @@ def main(argv: Sequence[str] | None = None) -> None:
             standalone_mode=False,
         )
     except LooplineError as exc:
+        if _debug():
+            import traceback
+
+            traceback.print_exc()
         _print_error(str(exc))
         sys.exit(exit_code_for(exc))
     except click.exceptions.Abort:
@@ -149,10 +200,22 @@ def main(argv: Sequence[str] | None = None) -> None:
     except KeyboardInterrupt:
         _print_error("interrupted")
         sys.exit(130)
+    except click.UsageError as exc:
+        # Bad usage (a missing argument, an unknown option, a bad value): one line, exit 2,
+        # like a bad configuration.
+        command = exc.ctx.command_path if exc.ctx is not None else "loopline"
+        message = exc.format_message().rstrip()
+        sep = " " if message.endswith((".", "!", "?")) else ". "
+        _print_error(f"{command}: {message}{sep}See: {command} --help")
+        sys.exit(2)
     except click.ClickException as exc:
-        exc.show()
+        _print_error(exc.format_message())
         sys.exit(exc.exit_code)
     sys.exit(result if isinstance(result, int) else 0)
+
+
+def _debug() -> bool:
+    return os.environ.get("LOOPLINE_DEBUG", "").strip().lower() in ("1", "true", "yes", "on")
 
 
 def _print_error(message: str) -> None:

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
 @click.group("models", no_args_is_help=True)
 def models_group() -> None:
-    """List, show, alias, promote and roll back registered models.
+    """List, show, register, alias, promote and roll back registered models.
 
     A model is referred to as NAME (its latest version), NAME/VERSION or NAME@ALIAS.
     """
@@ -125,13 +125,9 @@ def show_command(ref: str, as_json: bool) -> None:
     console.print(table("signature", ["column", "kind", "nullable", "values"], _sig_rows(mv)))
     files = [(p, _size(e.size), e.sha256[:16]) for p, e in sorted(manifest.files.items())]
     console.print(table("package files", ["file", "size", "sha256"], files))
-    if manifest.onnx is not None:
-        onnx = manifest.onnx
-        detail = onnx.get("reason") or (
-            f"parity max abs diff {onnx['parity']['max_abs_diff']:.2g} "
-            f"on {onnx['parity']['rows_checked']} rows"
-        )
-        console.print(f"onnx: {onnx.get('status')} ({detail})")
+    from loopline.registry.onnx_runtime import serving_path
+
+    console.print(f"serving: {serving_path(manifest.onnx)}", highlight=False)
     if moves:
         console.print(
             table("alias history", ["when", "alias", "move", "by", "reason"], _moves(moves))
@@ -164,6 +160,150 @@ def _moves(moves: list[AliasMove]) -> list[tuple[Any, ...]]:
         kind = m.action + (" (forced)" if m.forced else "")
         rows.append((_when(m.at), m.alias, f"{arrow} {kind}", m.actor, m.reason or ""))
     return rows
+
+
+def _read_rows(path: str, drop: tuple[str, ...]) -> Any:
+    """A CSV or Parquet file of input rows as a DataFrame, without the ``drop`` columns."""
+    from pathlib import Path
+
+    import pandas as pd
+
+    from loopline.registry.errors import RegistryArgumentError
+
+    file = Path(path)
+    if not file.is_file():
+        raise RegistryArgumentError(
+            f"No file {path!r} of input rows", argument="--sample", value=path
+        )
+    suffix = file.suffix.lower()
+    if suffix in (".parquet", ".pq"):
+        frame = pd.read_parquet(file)
+    elif suffix == ".csv":
+        frame = pd.read_csv(file)
+    else:
+        raise RegistryArgumentError(
+            f"{path!r}: the extension says neither CSV nor Parquet",
+            argument="--sample",
+            value=path,
+            hint="Give a *.csv or *.parquet file of the model's input rows",
+        )
+    missing = [c for c in drop if c not in frame.columns]
+    if missing:
+        raise RegistryArgumentError(
+            f"{path!r} has no column {missing[0]!r} to drop; its columns are "
+            f"{', '.join(map(str, frame.columns))}",
+            argument="--drop",
+            value=missing[0],
+        )
+    return frame.drop(columns=list(drop))
+
+
+def _model_from_file(path: str) -> Any:
+    """A scikit-learn model saved with skops (loaded with the registry's trusted types)."""
+    from pathlib import Path
+
+    from loopline.registry.errors import RegistryArgumentError
+    from loopline.registry.flavors import skops_loads
+
+    file = Path(path)
+    if not file.is_file():
+        raise RegistryArgumentError(f"No model file {path!r}", argument="MODEL_FILE", value=path)
+    if file.suffix.lower() != ".skops":
+        raise RegistryArgumentError(
+            f"{path!r} is not a .skops file",
+            argument="MODEL_FILE",
+            value=path,
+            hint="Save the model with skops.io.dump(model, 'model.skops'), or register a "
+            "pipeline step's output with --from-run RUN_ID",
+        )
+    return skops_loads(file.read_bytes(), "sklearn", ref=str(file), file=file.name)
+
+
+def _model_from_run(stores: Stores, run_id: str) -> tuple[Any, str]:
+    """The model a pipeline step's run returned, and the run's full id."""
+    from loopline.pipeline.values import load_value
+    from loopline.registry.errors import RegistryArgumentError
+    from loopline.tracking import Tracker
+
+    record = Tracker(stores).get_run(run_id)
+    digest = record.tags.get("loopline.output")
+    fmt = record.tags.get("loopline.output_format")
+    if not digest or not fmt:
+        raise RegistryArgumentError(
+            f"Run {record.id[:12]} ({record.name}) is not a finished pipeline step with an output",
+            argument="--from-run",
+            value=run_id,
+            hint="Give the run of the step that returned the model (loopline runs ls)",
+        )
+    if fmt != "model":
+        raise RegistryArgumentError(
+            f"Run {record.id[:12]} ({record.name}) returned a {fmt} value, not a model",
+            argument="--from-run",
+            value=run_id,
+            hint="Give the run of a step that returns the fitted model itself",
+        )
+    return load_value(stores.cas, fmt, digest), record.id
+
+
+@models_group.command("register")
+@click.argument("name")
+@click.argument("model_file", metavar="[MODEL_FILE]", required=False)
+@click.option("--from-run", "from_run", metavar="RUN_ID", help="The step run whose output it is.")
+@click.option(
+    "--sample",
+    required=True,
+    metavar="FILE",
+    help="CSV or Parquet of input rows (training rows are best): the signature, and the "
+    "rows the ONNX export is checked on.",
+)
+@click.option(
+    "--drop",
+    multiple=True,
+    metavar="COLUMN",
+    help="A column of --sample that is not an input (the label); repeatable.",
+)
+@click.option("--description", "-d", help="What this version is.")
+@click.option("--no-onnx", is_flag=True, help="Do not try the ONNX export (the fast path).")
+@json_option
+def register_command(
+    name: str,
+    model_file: str | None,
+    from_run: str | None,
+    sample: str,
+    drop: tuple[str, ...],
+    description: str | None,
+    no_onnx: bool,
+    as_json: bool,
+) -> None:
+    """Register a fitted model as the next version of NAME: from MODEL_FILE (a .skops
+    file) or from the output of a pipeline step's run (--from-run RUN_ID).
+
+    Prints the new version and the path it will be served with (ONNX Runtime, or the
+    native model and why not ONNX).
+    """
+    if (model_file is None) == (from_run is None):
+        raise click.UsageError("give either MODEL_FILE or --from-run RUN_ID")
+    _, stores, reg = _open()
+    with stores:
+        run_id = None
+        if from_run is not None:
+            model, run_id = _model_from_run(stores, from_run)
+        else:
+            assert model_file is not None
+            model = _model_from_file(model_file)
+        rows = _read_rows(sample, drop)
+        mv = reg.register(
+            name, model, sample=rows, run_id=run_id, description=description, onnx=not no_onnx
+        )
+        path = reg.serving_path(mv)
+        onnx = reg.manifest(mv).onnx
+    if as_json:
+        print_json({**mv.to_dict(), "serving_path": path, "onnx": onnx})
+        return
+    console.print(f"[bold]{mv.ref}[/bold] registered ({mv.flavor}); {path}", highlight=False)
+    console.print(
+        f"next: loopline models promote {name} {mv.version} --alias production", highlight=False
+    )
 
 
 @models_group.command("alias")

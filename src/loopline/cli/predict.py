@@ -28,12 +28,15 @@ def predict_command(
     """Score INPUT (CSV or Parquet; a path or s3://...) with MODEL (name@alias, name/3).
 
     OUTPUT gets the valid rows with `prediction` (and `proba.<class>` for classifiers),
-    as Parquet or CSV by its extension, written whole or not at all. Rows that do not fit
+    and `request_id` and `row` (the keys of the prediction log, for `loopline feedback
+    import`), as Parquet or CSV by its extension, written whole or not at all. Columns
+    the model does not read keep their types. Rows that do not fit
     the model's signature go to OUTPUT.invalid.csv (row, column, value, expected). Exits
     1 when some rows were invalid.
     """
     from rich.progress import (
         BarColumn,
+        DownloadColumn,
         MofNCompleteColumn,
         Progress,
         TextColumn,
@@ -45,7 +48,7 @@ def predict_command(
     from loopline.trigger.batch import predict_file
 
     bar = Progress(
-        TextColumn("scoring"),
+        TextColumn("{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
         TextColumn("rows"),
@@ -54,21 +57,45 @@ def predict_command(
         transient=True,
         disable=as_json,
     )
-    task = bar.add_task("rows", total=None)
+    task = bar.add_task("scoring", total=None, visible=False)
+    read_bar = Progress(
+        TextColumn("reading"),
+        BarColumn(),
+        DownloadColumn(),
+        TimeElapsedColumn(),
+        console=err_console,
+        transient=True,
+        disable=as_json,
+    )
+
+    def reading(done: int, total: int | None) -> None:
+        if not read_bar.tasks:
+            read_bar.start()
+            read_bar.add_task("reading", total=total)
+        read_bar.update(read_bar.tasks[0].id, completed=done, total=total)
 
     def progress(done: int, total: int | None) -> None:
-        bar.update(task, completed=done, total=total)
+        if read_bar.tasks and not read_bar.finished:
+            read_bar.stop()
+        if not bar.live.is_started:
+            bar.start()
+        bar.update(task, completed=done, total=total, visible=True)
 
-    with Stores.open(load_settings()) as stores, bar:
-        result = predict_file(
-            stores,
-            model,
-            input_file,
-            output_file,
-            chunk_rows=chunk_rows,
-            progress=progress,
-            log=not no_log,
-        )
+    with Stores.open(load_settings()) as stores:
+        try:
+            result = predict_file(
+                stores,
+                model,
+                input_file,
+                output_file,
+                chunk_rows=chunk_rows,
+                progress=progress,
+                log=not no_log,
+                reading=reading,
+            )
+        finally:
+            read_bar.stop()
+            bar.stop()
     data: dict[str, Any] = result.to_dict()
     if as_json:
         print_json(data)
@@ -76,7 +103,7 @@ def predict_command(
         console.print(
             table(
                 f"{result.model}/{result.version} -> {result.output}",
-                ["rows", "scored", "invalid", "seconds", "rows/s"],
+                ["rows", "scored", "invalid", "scoring s", "rows/s", "total s"],
                 [
                     (
                         result.rows_total,
@@ -84,6 +111,7 @@ def predict_command(
                         result.rows_invalid,
                         f"{result.seconds:.2f}",
                         f"{result.rows_per_second:,.0f}",
+                        f"{result.total_seconds:.2f}",
                     )
                 ],
             )

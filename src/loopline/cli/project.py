@@ -23,11 +23,12 @@ from loopline.cli.output import console, json_option, print_json, status_text, t
 def init_command(
     directory: Path, metadata_url: str | None, artifacts_url: str | None, as_json: bool
 ) -> None:
-    """Create a project in DIRECTORY: loopline.toml, both stores, an example pipeline.
+    """Create a project in DIRECTORY: loopline.toml (with the example's gates), both
+    stores, the example pipeline and a batch of rows to score.
 
     Running it again in an existing project changes no file; it only applies migrations.
     """
-    from loopline.project.create import init_project
+    from loopline.project.create import NEXT_COMMANDS, init_project
 
     report = init_project(directory, metadata_url=metadata_url, artifacts_url=artifacts_url)
     if as_json:
@@ -40,9 +41,10 @@ def init_command(
     console.print(f"metadata  {data['metadata_url']}  (revision {report.revision_after})")
     console.print(f"artifacts {data['artifacts_url']}")
     console.print(
-        "next: [bold]loopline doctor[/bold] to check the stores, "
-        "[bold]loopline demo[/bold] to see the lifecycle"
+        "next, in order (the example trains, gates and registers a model, then serves it):"
     )
+    for command in NEXT_COMMANDS:
+        console.print(f"  [bold]{command}[/bold]")
 
 
 @click.command("doctor")

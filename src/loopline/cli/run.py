@@ -7,7 +7,16 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from loopline.cli.output import console, json_option, print_json, table
+from loopline.cli.output import (
+    command_line,
+    console,
+    end_line,
+    err_console,
+    json_option,
+    print_json,
+    print_traceback,
+    table,
+)
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -31,9 +40,17 @@ def _parse_params(values: tuple[str, ...]) -> dict[str, str]:
     for item in values:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
-            raise click.BadParameter(f"expected key=value, got {item!r}", param_hint="-p")
+            raise click.BadParameter(f"expected KEY=VALUE, got {item!r}", param_hint="-p")
         out[key.strip()] = value
     return out
+
+
+def _print_notes(result: Any) -> None:
+    """What the steps that ran noted (a registered version and its serving path, a
+    refused promotion, the next commands)."""
+    for name, rec in result.steps.items():
+        for note in rec.notes:
+            console.print(f"[bold]{name}[/bold]: {note}", highlight=False)
 
 
 @click.command("run")
@@ -87,6 +104,8 @@ def run_command(
         _describe(pipeline, as_json)
         return
     given = _parse_params(params)
+    if resume is None:
+        pipeline.resolve_params(given)  # a bad -p is an error before anything is shown
     with Stores.open(settings) as stores:
         tracker = Tracker(stores)
         executor = LocalExecutor(workers, thread_name="loopline-step")
@@ -107,12 +126,19 @@ def run_command(
             result = _run_live(
                 pipeline, stores, given, not no_cache, resume, executor, tracker, path
             )
+    if not as_json:
+        _print_notes(result)
     if not result.ok:
         from loopline.pipeline.errors import PipelineError
 
+        failed = [rec for rec in result.steps.values() if rec.traceback]
+        if failed and not as_json:
+            err_console.print(f"step {failed[0].step!r} failed:", highlight=False)
+            print_traceback(failed[0].traceback or "")
+        resume_with = command_line("loopline", "run", target, "--resume", result.id[:12])
         raise PipelineError(
             f"Pipeline {pipeline.name!r} {result.status}: {result.error}",
-            hint=f"Fix it, then resume with: loopline run {target} --resume {result.id[:12]}",
+            hint=f"Fix it, then resume with: {resume_with}",
         )
 
 
@@ -180,6 +206,7 @@ def _run_live(
         )
         executor.shutdown()
         live.update(render())
+    end_line()
     counts: dict[str, int] = {}
     for rec in result.steps.values():
         counts[rec.status] = counts.get(rec.status, 0) + 1

@@ -8,14 +8,16 @@ shows is current.
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
 
-from loopline.cli.output import console, json_option, print_json, table
+from loopline.cli.output import command_line, console, err_console, json_option, print_json, table
 
 if TYPE_CHECKING:
     from loopline.tracking import RunRecord, Tracker
@@ -40,7 +42,7 @@ def _tracker() -> Iterator[Tracker]:
 
 @click.group("runs", no_args_is_help=True)
 def runs_group() -> None:
-    """List, show and compare tracked runs.
+    """List, show and compare tracked runs, and get their artifacts.
 
     Run ids may be shortened to any unique prefix, as with git commits.
     """
@@ -147,9 +149,11 @@ def show_command(run_id: str, as_json: bool) -> None:
     with _tracker() as tracker:
         record = tracker.get_run(run_id)
         children = tracker.search_runs(parent_id=record.id, limit=None)
+        trace = _traceback(tracker, record, children)
     if as_json:
         data = record.as_dict()
         data["children"] = [c.id for c in children]
+        data["traceback"] = trace
         print_json(data)
         return
     r = record
@@ -203,6 +207,10 @@ def show_command(run_id: str, as_json: bool) -> None:
                 [(a.name, a.digest[:12], _size(a.size)) for a in r.artifacts],
             )
         )
+    if trace:
+        from loopline.cli.output import print_traceback
+
+        print_traceback(trace)
     if children:
         console.print(
             table(
@@ -214,6 +222,78 @@ def show_command(run_id: str, as_json: bool) -> None:
                 ],
             )
         )
+
+
+@runs_group.command("artifacts")
+@click.argument("run_id")
+@json_option
+def artifacts_command(run_id: str, as_json: bool) -> None:
+    """List the artifacts a run logged (reports, tracebacks, files): name, size, digest."""
+    with _tracker() as tracker:
+        record = tracker.get_run(run_id)
+    if as_json:
+        print_json(
+            [
+                {"name": a.name, "digest": a.digest, "size": a.size, "created_at": a.created_at}
+                for a in record.artifacts
+            ]
+        )
+        return
+    if not record.artifacts:
+        console.print(f"run {record.id[:12]} logged no artifacts")
+        return
+    console.print(
+        table(
+            f"artifacts of run {record.id[:12]} ({_escape(record.name or record.experiment)})",
+            ["name", "size", "sha256"],
+            [(_escape(a.name), _size(a.size), a.digest[:16]) for a in record.artifacts],
+        )
+    )
+    first = record.artifacts[0].name
+    console.print(
+        f"next: loopline runs artifact get {record.id[:12]} {command_line(first)} -o FILE",
+        highlight=False,
+    )
+
+
+@runs_group.group("artifact", no_args_is_help=True)
+def artifact_group() -> None:
+    """One artifact of a run."""
+
+
+@artifact_group.command("get")
+@click.argument("run_id")
+@click.argument("name")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write it to this file (default: standard output).",
+)
+def artifact_get_command(run_id: str, name: str, output: Path | None) -> None:
+    """Write artifact NAME of a run (its bytes, verified against their sha256) to a file
+    or to standard output."""
+    from loopline.tracking.errors import ArtifactError
+
+    with _tracker() as tracker:
+        record = tracker.get_run(run_id)
+        found = {a.name: a for a in record.artifacts}
+        if name not in found:
+            from loopline.config import did_you_mean
+
+            raise ArtifactError(
+                f"Run {record.id[:12]} has no artifact {name!r}{did_you_mean(name, found)}",
+                name=name,
+                reason="no such artifact",
+                hint=f"List them with: loopline runs artifacts {record.id[:12]}",
+            )
+        data: bytes = tracker.stores.cas.get(found[name].digest)
+    if output is None:
+        sys.stdout.buffer.write(data)
+        sys.stdout.flush()
+        return
+    output.write_bytes(data)
+    err_console.print(f"wrote {output} ({_size(len(data))})", highlight=False)
 
 
 @runs_group.command("compare")
@@ -259,6 +339,23 @@ def compare_command(run_ids: tuple[str, ...], only_diff: bool, as_json: bool) ->
     console.print(t)
     differing = sum(1 for row in rows if row["differs"])
     console.print(f"{differing} of {len(rows)} rows differ")
+
+
+def _traceback(tracker: Tracker, record: RunRecord, children: Sequence[RunRecord]) -> str | None:
+    """The traceback a failed run keeps (a pipeline step's attempt), or for a pipeline's
+    run the one of its failed step; None when there is none."""
+    from loopline.pipeline.executors import TRACEBACK_ARTIFACT
+
+    for run in (record, *sorted(children, key=lambda c: c.start_time, reverse=True)):
+        if run.status != "failed":
+            continue
+        if run is not record:
+            run = tracker.get_run(run.id)
+        for artifact in run.artifacts:
+            if artifact.name == TRACEBACK_ARTIFACT:
+                data: bytes = tracker.stores.cas.get(artifact.digest)
+                return data.decode("utf-8", "replace")
+    return None
 
 
 def compare_rows(records: Sequence[RunRecord]) -> list[dict[str, Any]]:

@@ -696,15 +696,25 @@ class Datasets:
         encoding: str | None = None,
         max_field_bytes: int = DEFAULT_MAX_FIELD_BYTES,
         check_duplicates: bool | None = None,
+        exclude: Sequence[str] = (),
     ) -> ValidationReport:
         """Validate ``source`` against the schema of ``name`` (without adding it).
 
         With no source, the current version is validated (useful after a forced add or
-        a schema edit).
+        a schema edit). ``exclude`` leaves columns out of the schema: the label column,
+        to validate a production batch of features, which has none.
         """
         from loopline.data.validate import validate_table
 
         schema = self.schema(name)
+        if exclude:
+            try:
+                schema = schema.without(exclude)
+            except KeyError as exc:
+                raise DataArgumentError(
+                    f"Dataset {name!r}: {exc.args[0]}",
+                    hint="Name a column of its schema to leave out",
+                ) from None
         if source is None and sql is None:
             table = self.load_table(name)
             return validate_table(table, schema, dataset=name, check_duplicates=check_duplicates)

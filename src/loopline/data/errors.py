@@ -19,7 +19,7 @@ DataError  A problem in the data layer: reading, validating or finding datasets
 
 from __future__ import annotations
 
-from loopline.errors import LooplineError
+from loopline.errors import ConfigError, LooplineError
 
 
 class DataError(LooplineError):
@@ -218,5 +218,6 @@ class DatasetVersionNotFoundError(DatasetNotFoundError):
         )
 
 
-class DataArgumentError(DataError):
-    """A bad argument to a data operation (dataset name, split fractions, dtype ...)."""
+class DataArgumentError(DataError, ConfigError):
+    """A bad argument to a data operation (dataset name, split fractions, dtype ...); also
+    a ConfigError (the CLI exits 2)."""

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -95,6 +96,16 @@ class DatasetSchema:
             if c.name == name:
                 return c
         raise KeyError(f"no column {name!r} in the schema; columns: {', '.join(self.names)}")
+
+    def without(self, names: Iterable[str]) -> DatasetSchema:
+        """A copy without the columns ``names`` (a label column, to validate features)."""
+        drop = set(names)
+        unknown = sorted(drop - set(self.names))
+        if unknown:
+            raise KeyError(
+                f"no column {unknown[0]!r} in the schema; columns: {', '.join(self.names)}"
+            )
+        return replace(self, columns=[c for c in self.columns if c.name not in drop])
 
     def with_column(self, column: ColumnSchema) -> DatasetSchema:
         """A copy with ``column`` replacing the column of the same name (or appended)."""

@@ -11,6 +11,7 @@ all of them, so that the error gives the totals of the whole column and its firs
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Sequence
 from typing import Any, Protocol
 
@@ -218,7 +219,7 @@ def _mixed_error(
     hint = (
         "Fix those values, or declare them missing with null_values (CLI: --null-value), "
         f"or read the column as text with dtypes={{{name!r}: 'string'}} "
-        f"(CLI: --dtype {name}=string)"
+        f"(CLI: --dtype {shlex.quote(f'{name}=string')})"
     )
     return MixedTypesError(
         f"column {name!r} {what}, but {n_bad:,} of its {total:,} values are not {kind}: {where}",

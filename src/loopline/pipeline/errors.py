@@ -10,7 +10,7 @@ PipelineError  A pipeline could not be defined, loaded or run
 
 from __future__ import annotations
 
-from loopline.errors import LooplineError
+from loopline.errors import ConfigError, LooplineError
 
 
 class PipelineError(LooplineError):
@@ -25,8 +25,9 @@ class PipelineLoadError(PipelineError):
     """A pipeline file could not be imported, or holds no (or several) pipelines."""
 
 
-class PipelineParamError(PipelineError):
-    """A pipeline parameter is missing, unknown, or of the wrong type."""
+class PipelineParamError(PipelineError, ConfigError):
+    """A pipeline parameter is missing, unknown, or of the wrong type (bad usage: also a
+    ConfigError, the CLI exits 2)."""
 
 
 class StepOutputError(PipelineError):

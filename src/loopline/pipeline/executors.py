@@ -19,6 +19,9 @@ from typing import TYPE_CHECKING, Any
 from loopline.pipeline.steps import Step, StepContext
 from loopline.pipeline.values import load_value, store_value
 
+#: The run artifact holding a failed attempt's traceback.
+TRACEBACK_ARTIFACT = "traceback.txt"
+
 if TYPE_CHECKING:
     from loopline.config import Settings
     from loopline.execute import Executor
@@ -50,7 +53,14 @@ class StepOutcome:
     output_digest: str | None = None
     run_id: str | None = None
     error: str | None = None
+    #: The traceback of each failed attempt, oldest first.
     errors: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def traceback(self) -> str | None:
+        """The traceback of the last failed attempt (None when the step succeeded)."""
+        return self.errors[-1] if self.errors and not self.ok else None
 
     @property
     def seconds(self) -> float:
@@ -118,16 +128,18 @@ def execute_step(task: StepTask, stores: Stores, tracker: Tracker) -> StepOutcom
         )
         run_id = run.id
         t0 = time.perf_counter()
+        ctx = StepContext(st.name, run, stores, attempt, task.pipeline_run_id)
         try:
             call_kwargs = dict(kwargs)
             if ctx_name is not None:
-                call_kwargs[ctx_name] = StepContext(
-                    st.name, run, stores, attempt, task.pipeline_run_id
-                )
+                call_kwargs[ctx_name] = ctx
             value = st.fn(**call_kwargs)
             fmt, digest = store_value(stores.cas, value, where=f"output of step {st.name!r}")
             run.log_metric("step_seconds", time.perf_counter() - t0)
-            run.set_tags({"loopline.output": digest, "loopline.output_format": fmt})
+            tags = {"loopline.output": digest, "loopline.output_format": fmt}
+            if ctx.notes:
+                tags["loopline.notes"] = "\n".join(ctx.notes)
+            run.set_tags(tags)
             run.finish("finished")
             return StepOutcome(
                 st.name,
@@ -140,12 +152,16 @@ def execute_step(task: StepTask, stores: Stores, tracker: Tracker) -> StepOutcom
                 run_id,
                 None,
                 errors,
+                list(ctx.notes),
             )
         except KeyboardInterrupt:
             run.finish("killed", error="interrupted")
             raise
         except Exception as exc:
-            errors.append(traceback.format_exc())
+            trace = _user_traceback(exc)
+            errors.append(trace)
+            # The whole traceback stays with the attempt's run (``loopline runs show``).
+            run.log_artifact(TRACEBACK_ARTIFACT, trace.encode())
             run.finish("failed", error=_short(exc))
             if attempt < attempts:
                 time.sleep(st.backoff * (2 ** (attempt - 1)))
@@ -163,6 +179,15 @@ def execute_step(task: StepTask, stores: Stores, tracker: Tracker) -> StepOutcom
                 errors,
             )
     raise AssertionError("unreachable")
+
+
+def _user_traceback(exc: BaseException) -> str:
+    """The formatted traceback of ``exc`` from the step's own frames on: the frames of
+    this module, which called the step, are left out."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_frame.f_code.co_filename == __file__:
+        tb = tb.tb_next
+    return "".join(traceback.format_exception(type(exc), exc, tb or exc.__traceback__))
 
 
 def _short(exc: BaseException) -> str:

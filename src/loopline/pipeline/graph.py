@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from loopline.config import closest, did_you_mean
 from loopline.pipeline.errors import PipelineDefinitionError, PipelineParamError
 from loopline.pipeline.steps import Param, Step, step
 
@@ -128,7 +129,8 @@ class Pipeline:
         unknown = sorted(set(given) - set(self.params))
         if unknown:
             raise PipelineParamError(
-                f"Pipeline {self.name!r} has no parameter {unknown[0]!r}; "
+                f"Pipeline {self.name!r} has no parameter {unknown[0]!r}"
+                f"{did_you_mean(unknown[0], self.params)}; "
                 f"its parameters are {', '.join(sorted(self.params)) or 'none'}"
             )
         out: dict[str, Any] = {}
@@ -141,6 +143,17 @@ class Pipeline:
                     for s in self.steps.values()
                     if any(q.name == name for q in s.parameters())
                 ]
+                step_name = closest(name, self.steps)
+                if step_name is not None:
+                    # Most likely a misspelt input: a parameter named like a step gets its
+                    # output; any other name is a pipeline parameter.
+                    raise PipelineParamError(
+                        f"Pipeline {self.name!r}: step {', '.join(users)} takes {name!r}, which "
+                        f"is no step's name (did you mean step {step_name!r}?) and so a "
+                        "pipeline parameter without a default",
+                        hint=f"Rename the parameter to {step_name!r} to receive that step's "
+                        f"output, or pass a value with: -p {name}=VALUE",
+                    )
                 raise PipelineParamError(
                     f"Pipeline {self.name!r} needs parameter {name!r} (used by step "
                     f"{', '.join(users)}), which has no default",

@@ -1,17 +1,49 @@
-"""Finding a pipeline in a Python file: ``path/to/file.py`` or ``path/to/file.py:name``."""
+"""Finding a pipeline: in a Python file (``path/to/file.py`` or ``path/to/file.py:name``),
+or among the examples shipped with loopline (``example:credit_risk``)."""
 
 from __future__ import annotations
 
 import importlib.util
+import shlex
 import sys
 from pathlib import Path
 
+from loopline.config import did_you_mean
 from loopline.pipeline.errors import PipelineLoadError
 from loopline.pipeline.graph import Pipeline
 
+#: ``example:NAME`` names the pipeline of the shipped example package ``NAME``.
+EXAMPLE_PREFIX = "example:"
+EXAMPLES_PACKAGE = "loopline.examples"
+
+
+def shipped_examples() -> dict[str, Path]:
+    """Name -> pipeline file of each example shipped with loopline."""
+    from importlib import resources
+
+    root = resources.files(EXAMPLES_PACKAGE)
+    found: dict[str, Path] = {}
+    for entry in root.iterdir():
+        pipeline = entry / "pipeline.py"
+        if entry.is_dir() and pipeline.is_file():
+            found[entry.name] = Path(str(pipeline))
+    return dict(sorted(found.items()))
+
 
 def split_target(target: str) -> tuple[Path, str | None]:
-    """``file.py:name`` -> (file.py, name); ``file.py`` -> (file.py, None)."""
+    """``file.py:name`` -> (file.py, name); ``file.py`` -> (file.py, None);
+    ``example:NAME`` -> (the shipped example's pipeline file, None)."""
+    if target.startswith(EXAMPLE_PREFIX):
+        name = target[len(EXAMPLE_PREFIX) :]
+        examples = shipped_examples()
+        if name not in examples:
+            first = next(iter(examples), "NAME")
+            raise PipelineLoadError(
+                f"No shipped example {name!r}{did_you_mean(name, examples)}; the examples "
+                f"are {', '.join(examples) or 'none'}",
+                hint=f"Run one with: loopline run {EXAMPLE_PREFIX}{first}",
+            )
+        return examples[name], None
     path, sep, name = target.rpartition(":")
     if sep and path.endswith(".py") and name:
         return Path(path), name
@@ -27,9 +59,11 @@ def load_pipeline(target: str) -> tuple[Pipeline, Path]:
     path, name = split_target(target)
     path = path.expanduser().resolve()
     if not path.is_file():
+        examples = ", ".join(f"{EXAMPLE_PREFIX}{n}" for n in shipped_examples())
         raise PipelineLoadError(
             f"No pipeline file at {path}",
-            hint="Pass the path of a .py file that defines a Pipeline",
+            hint="Pass the path of a .py file that defines a Pipeline"
+            + (f", or a shipped example: {examples}" if examples else ""),
         )
     module_name = f"loopline_user_pipeline_{abs(hash(str(path)))}"
     spec = importlib.util.spec_from_file_location(module_name, path)
@@ -56,8 +90,10 @@ def load_pipeline(target: str) -> tuple[Pipeline, Path]:
         by_name = [p for p in found.values() if p.name == name]
         if len(by_name) == 1:
             return by_name[0], path
+        names = sorted({*found, *(p.name for p in found.values())})
         raise PipelineLoadError(
-            f"{path} defines no pipeline {name!r}; it defines: {', '.join(sorted(found)) or 'none'}"
+            f"{path} defines no pipeline {name!r}{did_you_mean(name, names)}; it defines: "
+            f"{', '.join(sorted(found)) or 'none'}"
         )
     if len(found) == 1:
         return next(iter(found.values())), path
@@ -68,5 +104,5 @@ def load_pipeline(target: str) -> tuple[Pipeline, Path]:
         )
     raise PipelineLoadError(
         f"{path} defines several pipelines ({', '.join(sorted(found))})",
-        hint=f"Choose one with: loopline run {path}:NAME",
+        hint=f"Choose one with: loopline run {shlex.quote(str(path))}:NAME",
     )

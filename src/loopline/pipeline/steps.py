@@ -39,10 +39,19 @@ class StepContext:
     stores: Stores
     attempt: int
     pipeline_run_id: str
+    #: What the step told the person running the pipeline (see :meth:`note`).
+    notes: list[str] = field(default_factory=list)
 
     def log_input(self, name: str, version: int | str, digest: str, kind: str = "dataset") -> None:
         """Record that this step read a dataset version (lineage)."""
         self.run.log_input(name, version, digest, kind=kind)
+
+    def note(self, text: str) -> None:
+        """Tell the person running the pipeline something worth knowing (a registered
+        version and how it will be served, a refused promotion): ``loopline run`` prints
+        the notes of the steps that ran, and the step's tracked run keeps them (tag
+        ``loopline.notes``)."""
+        self.notes.append(" ".join(str(text).split()))
 
 
 @dataclass(frozen=True)

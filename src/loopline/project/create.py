@@ -1,4 +1,11 @@
-"""``loopline init``: a project folder with its settings, both stores, and an example."""
+"""``loopline init``: a project folder with its settings, both stores, and an example.
+
+The example is the shipped credit-risk pipeline (:mod:`loopline.examples.credit_risk`),
+copied to ``pipelines/example.py`` so it can be read and changed, with its gates written
+into ``loopline.toml`` and a batch of new, unlabelled applications in
+``data/new_applications.csv``: ``loopline run pipelines/example.py``, ``loopline check``,
+``loopline serve credit_risk@champion`` and ``loopline predict`` work in that order.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +22,16 @@ from loopline.store.db.project import bind_project, refuse_foreign
 from loopline.store.objects.base import open_object_store
 
 EXAMPLE_PIPELINE = Path("pipelines") / "example.py"
+EXAMPLE_BATCH = Path("data") / "new_applications.csv"
+#: Rows of the example batch (applications to score, without the label).
+EXAMPLE_BATCH_ROWS = 500
+#: What to run next in a new project, in order.
+NEXT_COMMANDS = (
+    f"loopline run {EXAMPLE_PIPELINE.as_posix()}",
+    "loopline check",
+    "loopline serve credit_risk@champion",
+    f"loopline predict credit_risk@champion {EXAMPLE_BATCH.as_posix()} scores.csv",
+)
 
 
 @dataclass
@@ -36,6 +53,7 @@ class InitReport:
             "kept": self.kept,
             "revision_before": self.revision_before,
             "revision": self.revision_after,
+            "next": list(NEXT_COMMANDS),
         }
 
 
@@ -67,7 +85,9 @@ def init_project(
             )
         kept.append(CONFIG_FILE)
     else:
-        _write_new(config_file, default_toml(metadata_url, artifacts_url))
+        from loopline.examples.credit_risk.pipeline import GATES_TOML
+
+        _write_new(config_file, default_toml(metadata_url, artifacts_url) + GATES_TOML)
         created.append(CONFIG_FILE)
 
     settings = settings_for(target, environ)
@@ -77,9 +97,15 @@ def init_project(
         kept.append(str(EXAMPLE_PIPELINE))
     else:
         example.parent.mkdir(parents=True, exist_ok=True)
-        template = resources.files("loopline.project") / "templates" / "example_pipeline.py.txt"
-        _write_new(example, template.read_text(encoding="utf-8"))
+        source = resources.files("loopline.examples.credit_risk") / "pipeline.py"
+        _write_new(example, source.read_text(encoding="utf-8"))
         created.append(str(EXAMPLE_PIPELINE))
+    batch = target / EXAMPLE_BATCH
+    if batch.exists():
+        kept.append(str(EXAMPLE_BATCH))
+    else:
+        _write_example_batch(batch)
+        created.append(str(EXAMPLE_BATCH))
 
     gitignore = target / ".gitignore"
     store_rel = _relative(settings.store_dir, target)
@@ -124,6 +150,18 @@ def init_project(
     finally:
         db.dispose()
     return InitReport(target, settings, created, kept, before, after)
+
+
+def _write_example_batch(path: Path) -> None:
+    """New applications to score, as a CSV without the label (another seed than the
+    pipeline's data, so these are rows no model was trained on)."""
+    from loopline.examples.credit_risk.data import generate_applications
+    from loopline.examples.credit_risk.pipeline import TARGET
+
+    frame = generate_applications(n_rows=EXAMPLE_BATCH_ROWS, seed=2024).drop(columns=[TARGET])
+    frame.insert(0, "application_id", range(1, len(frame) + 1))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _write_new(path, frame.to_csv(index=False))
 
 
 def _write_new(path: Path, text: str) -> None:

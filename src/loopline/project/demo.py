@@ -1,14 +1,16 @@
 """``loopline demo``: the lifecycle on embedded defaults, from nothing, in a fresh project.
 
 The demo is a list of stages run in order over one project; each stage records what it
-made and where it went. Later parts of loopline add their stages to :data:`STAGES`.
+made and where it went, twice: as :class:`Item` rows for people (the table ``loopline
+demo`` prints) and as typed facts on the :class:`DemoReport` (counts, versions, ids,
+statuses) for scripts and tests. Later parts of loopline add their stages to :data:`STAGES`.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +32,109 @@ class Item:
     detail: str
 
 
+@dataclass(frozen=True)
+class StoredTable:
+    """The ``dataset`` stage: a table put into the content store and read back."""
+
+    digest: str
+    key: str
+    rows: int
+    columns: int
+    bytes: int
+    #: Putting the same table again gave the same digest (and stored nothing new).
+    deduplicated: bool
+
+
+@dataclass(frozen=True)
+class StoredArtifact:
+    """The ``artifact`` stage: a JSON blob stored and verified on read."""
+
+    digest: str
+    key: str
+    verified: bool
+
+
+@dataclass(frozen=True)
+class TrainedModel:
+    """One model the pipeline trained, with its test metrics."""
+
+    name: str
+    run_id: str | None
+    roc_auc: float | None
+    log_loss: float | None
+
+
+@dataclass(frozen=True)
+class PipelineOutcome:
+    """The ``pipeline`` stage: the example's run, its data, its models, and a second run."""
+
+    pipeline_run_id: str
+    tracked_run_id: str | None
+    status: str
+    #: step name -> status, in run order
+    steps: dict[str, str]
+    dataset: str
+    dataset_version: int
+    rows: int
+    split_id: int
+    #: "train" / "validation" / "test" -> rows
+    split_rows: dict[str, int]
+    features: int
+    models: tuple[TrainedModel, ...]
+    rerun_id: str
+    #: steps of the second run that reused their cached output
+    rerun_cached: int
+
+
+@dataclass(frozen=True)
+class RegisteredModel:
+    """The ``pipeline`` stage's registration and gated promotion."""
+
+    model: str
+    version: int
+    winner: str
+    aliases: tuple[str, ...]
+    promoted: bool
+    gates_passed: int
+    gates_total: int
+
+
+@dataclass(frozen=True)
+class ServedEndpoint:
+    """The ``serve`` stage: requests to the champion's endpoint, feedback, the log."""
+
+    model_ref: str
+    version: int | None
+    url: str
+    requests_answered: int
+    rows_per_request: int
+    rejected_status: int
+    rejected_problems: int
+    feedback_status: int
+    feedback_stored: int
+    logged_rows: int
+
+
+@dataclass(frozen=True)
+class AuditLog:
+    """The ``audit`` stage: the latest events of the audit log."""
+
+    events: int
+    kinds: tuple[str, ...]
+
+
+@dataclass
+class StageFacts:
+    """What each stage did, as typed values (None for a stage that did not run)."""
+
+    dataset: StoredTable | None = None
+    artifact: StoredArtifact | None = None
+    pipeline: PipelineOutcome | None = None
+    model: RegisteredModel | None = None
+    serving: ServedEndpoint | None = None
+    audit: AuditLog | None = None
+
+
 @dataclass
 class DemoContext:
     project_dir: Path
@@ -37,6 +142,7 @@ class DemoContext:
     stores: Stores
     items: list[Item] = field(default_factory=list)
     state: dict[str, Any] = field(default_factory=dict)
+    facts: StageFacts = field(default_factory=StageFacts)
 
     def add(self, stage: str, what: str, where: str, detail: str) -> None:
         self.items.append(Item(stage, what, where, detail))
@@ -44,15 +150,20 @@ class DemoContext:
 
 @dataclass
 class DemoReport:
+    """What the demo did: the rows people read (``items``) and each stage's ``facts``
+    (``report.facts.serving.requests_answered``)."""
+
     project_dir: Path
     init: InitReport
     items: list[Item]
+    facts: StageFacts = field(default_factory=StageFacts)
 
     def as_dict(self) -> dict[str, object]:
         return {
             "project_dir": str(self.project_dir),
             "metadata_url": self.init.as_dict()["metadata_url"],
             "artifacts_url": self.init.settings.artifacts_url,
+            **asdict(self.facts),
             "items": [vars(i) for i in self.items],
         }
 
@@ -91,6 +202,8 @@ def stage_store_dataset(ctx: DemoContext) -> None:
             c, "demo.dataset", digest, {"rows": n, "columns": list(frame.columns), "bytes": size}
         )
     )
+    key = ctx.stores.cas.key_for(digest)
+    ctx.facts.dataset = StoredTable(digest, key, n, frame.shape[1], size, again == digest)
     ctx.add(
         "store",
         f"dataset ({n:,} rows x {frame.shape[1]} columns, Parquet)",
@@ -118,6 +231,7 @@ def stage_store_artifact(ctx: DemoContext) -> None:
             ctx.stores.objects.url,
         )
     ctx.stores.db.run_write(lambda c: record_event(c, "demo.artifact", art, {"of": digest}))
+    ctx.facts.artifact = StoredArtifact(art, ctx.stores.cas.key_for(art), verified=True)
     ctx.add(
         "store",
         "artifact (churn summary, JSON)",
@@ -159,8 +273,12 @@ def stage_pipeline(ctx: DemoContext) -> None:
         + ", ".join(f"{n} {r.status}" for n, r in result.steps.items()),
     )
     evaluation = result.output("evaluation")
+    models = []
     for name in ("baseline", "tuned"):
         m = evaluation[name]["metrics"]
+        models.append(
+            TrainedModel(name, result.steps[name].run_id, m.get("roc_auc"), m.get("log_loss"))
+        )
         ctx.add(
             "train",
             f"{name} model",
@@ -171,16 +289,35 @@ def stage_pipeline(ctx: DemoContext) -> None:
     verdict = reg.get("verdict") or {}
     passed = sum(1 for r in verdict.get("results", []) if r.get("passed"))
     total = len(verdict.get("results", []))
+    aliases = ("challenger", "champion") if reg["promoted"] else ("challenger",)
+    ctx.facts.model = RegisteredModel(
+        reg["model"], reg["version"], reg["winner"], aliases, reg["promoted"], passed, total
+    )
     ctx.add(
         "registry",
         f"model {reg['model']} v{reg['version']} ({reg['winner']})",
-        "aliases: challenger" + (", champion" if reg["promoted"] else ""),
+        "aliases: " + ", ".join(aliases),
         f"gates {passed}/{total} passed; "
         + ("promoted to champion" if reg["promoted"] else "not promoted"),
     )
     ctx.state["model"] = reg
     again = run_pipeline(example.pipeline, ctx.stores, source=example.__file__)
     cached = sum(r.status == "cached" for r in again.steps.values())
+    ctx.facts.pipeline = PipelineOutcome(
+        pipeline_run_id=result.id,
+        tracked_run_id=result.run_id,
+        status=result.status,
+        steps={n: r.status for n, r in result.steps.items()},
+        dataset=ingest["name"],
+        dataset_version=ingest["version"],
+        rows=ingest["rows"],
+        split_id=split["split_id"],
+        split_rows={part: len(split[part]) for part in ("train", "validation", "test")},
+        features=features["n_features"],
+        models=tuple(models),
+        rerun_id=again.id,
+        rerun_cached=cached,
+    )
     ctx.add(
         "pipeline",
         "the same pipeline again",
@@ -221,7 +358,7 @@ def stage_serve(ctx: DemoContext) -> None:
     thread.start()
     base = f"http://127.0.0.1:{port}"
 
-    def call(path: str, body: object) -> tuple[int, dict[str, object]]:
+    def call(path: str, body: object) -> tuple[int, dict[str, Any]]:
         req = urllib.request.Request(
             base + path,
             data=json.dumps(body).encode(),
@@ -267,16 +404,16 @@ def stage_serve(ctx: DemoContext) -> None:
                 ]
             },
         )
-        version = answered[0][0].get("version") if answered else "-"
+        version = answered[0][0].get("version") if answered else None
+        n_problems = len(problems) if isinstance(problems, list) else 1
         ctx.add(
             "serve",
-            f"endpoint {model} (version {version})",
+            f"endpoint {model} (version {'-' if version is None else version})",
             base,
             f"{len(answered)} requests answered (4 rows each); a request with a text "
-            f"income and no age got HTTP {bad_status} listing "
-            f"{len(problems) if isinstance(problems, list) else 1} problems",
+            f"income and no age got HTTP {bad_status} listing {n_problems} problems",
         )
-        stored = fb_body.get("stored", 0)
+        stored = int(fb_body.get("stored", 0))
         ctx.add(
             "serve",
             "feedback (ground truth)",
@@ -287,6 +424,18 @@ def stage_serve(ctx: DemoContext) -> None:
         server.should_exit = True
         thread.join(timeout=30)
     logged = read_predictions(ctx.stores.objects, model=result.output("register")["model"])
+    ctx.facts.serving = ServedEndpoint(
+        model_ref=model,
+        version=None if version is None else int(version),
+        url=base,
+        requests_answered=len(answered),
+        rows_per_request=4,
+        rejected_status=bad_status,
+        rejected_problems=n_problems,
+        feedback_status=fb_status,
+        feedback_stored=stored,
+        logged_rows=int(logged.num_rows),
+    )
     ctx.add(
         "monitor",
         f"prediction log ({logged.num_rows} rows)",
@@ -298,8 +447,11 @@ def stage_serve(ctx: DemoContext) -> None:
 def stage_audit(ctx: DemoContext) -> None:
     with ctx.stores.db.read() as conn:
         events = list_events(conn, limit=10)
-    kinds = ", ".join(sorted({e.kind for e in events}))
-    ctx.add("record", f"audit log ({len(events)} events)", ctx.stores.db.display_url, kinds)
+    kinds = tuple(sorted({e.kind for e in events}))
+    ctx.facts.audit = AuditLog(len(events), kinds)
+    ctx.add(
+        "record", f"audit log ({len(events)} events)", ctx.stores.db.display_url, ", ".join(kinds)
+    )
 
 
 Stage = tuple[str, str, Callable[[DemoContext], None]]
@@ -339,4 +491,4 @@ def run_demo(
             fn(ctx)
     finally:
         stores.close()
-    return DemoReport(init.project_dir, init, ctx.items)
+    return DemoReport(init.project_dir, init, ctx.items, ctx.facts)

@@ -16,7 +16,7 @@ RegistryError  A problem with registered models, their versions, aliases or pack
 
 from __future__ import annotations
 
-from loopline.errors import IntegrityError, LooplineError
+from loopline.errors import ConfigError, IntegrityError, LooplineError
 
 
 class RegistryError(LooplineError):
@@ -71,14 +71,26 @@ class ModelVersionNotFoundError(RegistryError):
 class AliasNotFoundError(RegistryError):
     """The model exists but no version holds that alias."""
 
-    def __init__(self, name: str, alias: str, version_hint: int | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        alias: str,
+        version_hint: int | None = None,
+        known: list[str] | None = None,
+    ) -> None:
+        from loopline.config import closest
+
         self.name = name
         self.alias = alias
+        self.known = sorted(known or [])
+        self.suggestion = closest(alias, self.known)
         version = version_hint if version_hint is not None else "VERSION"
-        super().__init__(
-            f"Model {name!r} has no alias {alias!r}",
-            hint=f"set one with: loopline models alias {name} {version} {alias}",
-        )
+        hint = f"set one with: loopline models alias {name} {version} {alias}"
+        if self.suggestion is not None:
+            hint = f"did you mean {name}@{self.suggestion}?"
+        elif self.known:
+            hint = f"its aliases are {', '.join(self.known)}; {hint}"
+        super().__init__(f"Model {name!r} has no alias {alias!r}", hint=hint)
 
     def __str__(self) -> str:
         return f"{self.message}; {self.hint}"
@@ -204,17 +216,19 @@ class PromotionRefusedError(RegistryError):
         )
 
 
-class InvalidRefError(RegistryError):
-    """A model reference, name or alias that is not well formed (``text`` as given)."""
+class InvalidRefError(RegistryError, ConfigError):
+    """A model reference, name or alias that is not well formed (``text`` as given); bad
+    usage, so also a ConfigError (the CLI exits 2)."""
 
     def __init__(self, message: str, *, text: object, hint: str | None = None) -> None:
         self.text = text
         super().__init__(message, hint=hint)
 
 
-class RegistryArgumentError(RegistryError):
+class RegistryArgumentError(RegistryError, ConfigError):
     """A registry operation's option is wrong: ``argument`` names it, ``value`` is what
-    was given (a traffic share, a mode, a forced promotion without a reason ...)."""
+    was given (a traffic share, a mode, a forced promotion without a reason ...); also a
+    ConfigError (the CLI exits 2)."""
 
     def __init__(
         self, message: str, *, argument: str, value: object = None, hint: str | None = None

@@ -3,11 +3,14 @@
 Export (:func:`export_onnx`) converts with skl2onnx using one named input per signature
 column (``[None, 1]`` tensors: ``float`` for numbers and booleans, ``string`` for strings
 and categories), which lets a ``ColumnTransformer`` pick its columns by name over mixed
-dtypes. The converted model is then checked against the original on evaluation rows: the
-largest absolute difference of the class probabilities (of the predictions, for
-regressors) must be within the tolerance, else the ONNX file is not kept and the manifest
-says why. A conversion that fails for any reason is likewise recorded, never raised: ONNX
-is an optional fast path.
+dtypes. Column names that are not valid ONNX names (spaces, slashes) become the names
+skl2onnx gives their graph inputs, recorded in ``input_names``. The converted model is
+then checked against the original on evaluation rows: the largest difference of the class
+probabilities (of the predictions, for regressors), relative to the scale of the outputs
+and compared in float32 (the precision the converted graph computes in), must be within
+the tolerance, else the ONNX file is not kept and the manifest says why. A conversion
+that fails for any reason is likewise recorded, never raised: ONNX is an optional fast
+path.
 
 Only registration imports this module (by name, see ``onnx_runtime.EXPORTER``); the
 serving path runs the kept file with :class:`~loopline.registry.onnx_runtime.OnnxModel`.
@@ -81,6 +84,15 @@ def export_onnx(
         info["reason"] = f"conversion failed: {_one_line(exc)}"
         return None, info
     info["opset"] = {(op.domain or "ai.onnx"): int(op.version) for op in onx.opset_import}
+    graph_inputs = [i.name for i in onx.graph.input]
+    if len(graph_inputs) != len(inputs):
+        info["reason"] = (
+            f"the converted model has {len(graph_inputs)} inputs for {len(inputs)} columns"
+        )
+        return None, info
+    renamed = {i["name"]: g for i, g in zip(inputs, graph_inputs, strict=True) if i["name"] != g}
+    if renamed:
+        info["input_names"] = renamed
 
     rows = eval_rows.iloc[:MAX_PARITY_ROWS]
     try:
@@ -93,17 +105,24 @@ def export_onnx(
             expected = model.predict(rows)
             got = runner.predict(rows)
             compared = "predictions"
-        diff = _max_abs_diff(expected, got)
+        diff, scale = _max_abs_diff(expected, got)
     except Exception as exc:  # a model that converts but cannot run is not kept either
         info["reason"] = f"the converted model failed to run: {_one_line(exc)}"
         return None, info
     info["outputs"] = runner.output_names
-    info["parity"] = {"compared": compared, "max_abs_diff": diff, "rows_checked": len(rows)}
-    if diff is None or diff > tolerance:
-        shown = "NaN" if diff is None else f"{diff:.3g}"
+    relative = None if diff is None else diff / scale
+    info["parity"] = {
+        "compared": compared,
+        "max_abs_diff": diff,
+        "scale": scale,
+        "relative_diff": relative,
+        "rows_checked": len(rows),
+    }
+    if relative is None or relative > tolerance:
+        shown = "NaN" if relative is None else f"{relative:.3g}"
         info["reason"] = (
-            f"parity check failed: max abs diff of {compared} {shown} > tolerance "
-            f"{tolerance:g} on {len(rows)} rows"
+            f"parity check failed: {compared} differ by {shown} of their scale "
+            f"({scale:.3g}) > tolerance {tolerance:g} on {len(rows)} rows"
         )
         return None, info
     info["status"] = "kept"
@@ -124,17 +143,21 @@ def _with_named_inputs(model: Any, inputs: Sequence[Mapping[str, str]], rows: An
     return Pipeline([("columns", columns), ("model", model)])
 
 
-def _max_abs_diff(expected: Any, got: Any) -> float | None:
+def _max_abs_diff(expected: Any, got: Any) -> tuple[float | None, float]:
+    """The largest absolute difference of two outputs, both rounded to float32 first, and
+    the scale of the outputs (their largest absolute value, at least 1). The difference is
+    None when the shapes differ or a value is not finite."""
     import numpy as np
 
-    a = np.asarray(expected, dtype=np.float64).reshape(len(expected), -1)
-    b = np.asarray(got, dtype=np.float64).reshape(len(got), -1)
+    a = np.asarray(expected, dtype=np.float32).astype(np.float64).reshape(len(expected), -1)
+    b = np.asarray(got, dtype=np.float32).astype(np.float64).reshape(len(got), -1)
     if a.shape != b.shape:
-        return None
+        return None, 1.0
     if not len(a):
-        return 0.0
+        return 0.0, 1.0
+    scale = float(max(1.0, np.max(np.abs(a)))) if np.isfinite(a).all() else 1.0
     diff = float(np.max(np.abs(a - b)))
-    return diff if np.isfinite(diff) else None
+    return (diff if np.isfinite(diff) else None), scale
 
 
 def _one_line(exc: BaseException) -> str:

@@ -9,7 +9,7 @@ TrackingError  A run cannot be started, logged to or queried
 
 from __future__ import annotations
 
-from loopline.errors import LooplineError
+from loopline.errors import ConfigError, LooplineError
 
 
 class TrackingError(LooplineError):
@@ -78,9 +78,9 @@ class InvalidRunFilterError(TrackingError):
         )
 
 
-class TrackingArgumentError(TrackingError):
+class TrackingArgumentError(TrackingError, ConfigError):
     """A tracker or run option, key or input is wrong: ``argument`` names it, ``value`` is
-    what was given."""
+    what was given; also a ConfigError (the CLI exits 2)."""
 
     def __init__(
         self, message: str, *, argument: str, value: object = None, hint: str | None = None

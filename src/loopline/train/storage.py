@@ -18,7 +18,6 @@ import logging
 import random
 import sqlite3
 import time
-import warnings
 from typing import TYPE_CHECKING, Any
 
 from loopline.config import redact_url
@@ -103,7 +102,7 @@ def open_storage(
     """
     import_optuna()
     import sqlalchemy as sa
-    from optuna.exceptions import ExperimentalWarning, StorageInternalError
+    from optuna.exceptions import StorageInternalError
     from optuna.storages import RDBStorage
 
     url = optuna_url(metadata_url)
@@ -118,15 +117,14 @@ def open_storage(
     delay = 0.05
     for attempt in range(1, _OPEN_ATTEMPTS + 1):
         try:
-            with warnings.catch_warnings():
-                # The heartbeat is "experimental" in Optuna; loopline relies on it knowingly.
-                warnings.simplefilter("ignore", ExperimentalWarning)
-                storage = RDBStorage(
-                    url,
-                    engine_kwargs=engine_kwargs,
-                    heartbeat_interval=heartbeat_interval,
-                    grace_period=grace_period,
-                )
+            storage = RDBStorage(url, engine_kwargs=engine_kwargs)
+            # The heartbeat is "experimental" in Optuna, and passing it to the constructor
+            # warns; loopline relies on it knowingly. Setting the two attributes the
+            # constructor would set avoids the warning without touching the process's
+            # warning filters, which threads share (a step in another thread resetting
+            # them let the warning through).
+            storage.heartbeat_interval = heartbeat_interval
+            storage.grace_period = grace_period
             if path is not None:
                 _tune_sqlite(storage.engine, busy_timeout)
             return storage

@@ -12,8 +12,13 @@ chunk goes through what the HTTP endpoint does to a request:
    ``batch``, one request id per chunk), flushed at the end.
 
 The output (Parquet or CSV, by extension) holds the valid rows' input columns and the
-model's outputs. It is written to a temporary file and renamed (or uploaded whole to an
-object store) only when every chunk is done: a failed run leaves nothing at the target.
+model's outputs, and, when the rows are logged, ``request_id`` and ``row``: the keys of
+each row in the prediction log, so a file of ``request_id, row, label`` sent to
+``loopline feedback import`` joins labels to these predictions. Columns the model does not
+read pass through with their types (in a CSV, a column whose cells in the first chunk
+all read as integers, numbers or booleans gets that type). It is written to a temporary
+file and renamed (or uploaded whole to an object store) only when every chunk is done: a
+failed run leaves nothing at the target.
 
     from loopline.trigger.batch import predict_file
     result = predict_file(stores, "churn@production", "in.csv", "scores.parquet")
@@ -42,14 +47,21 @@ if TYPE_CHECKING:
     from loopline.store.objects.base import ObjectStore
     from loopline.store.stores import Stores
 
-#: ``progress(rows_done, rows_total)``; the total is None when unknown (CSV).
+#: ``progress(rows_done, rows_total)``; for a CSV file the total is the count of its lines
+#: (exact unless quoted fields hold line breaks), found while the file is first read.
 Progress = Callable[[int, "int | None"], None]
+#: ``reading(bytes_read, bytes_total)`` while a CSV file is first read (checked and its
+#: lines counted), before any row is scored; the total is None when the size is unknown.
+Reading = Callable[[int, "int | None"], None]
 
 DEFAULT_CHUNK_ROWS = 50_000
 ROLE = "batch"
 FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
 PREDICTION = "prediction"
 PROBA_PREFIX = "proba."
+#: The prediction log's keys of each output row (what ``loopline feedback import`` reads).
+REQUEST_ID = "request_id"
+REQUEST_ROW = "row"
 INVALID_SUFFIX = ".invalid.csv"
 INVALID_COLUMNS = ("row", "column", "value", "expected", "problem")
 
@@ -72,9 +84,12 @@ class BatchResult:
     rows_invalid: int
     invalid_path: str | None
     chunks: int
+    #: Seconds spent reading, validating and scoring (the rate is of these).
     seconds: float
     logged_rows: int = 0
     log_dropped_rows: int = 0
+    #: Seconds of the whole run: loading the model, reading, scoring, writing, logging.
+    total_seconds: float = 0.0
 
     @property
     def rows_per_second(self) -> float:
@@ -83,6 +98,7 @@ class BatchResult:
     def to_dict(self) -> dict[str, Any]:
         data = dict(self.__dict__)
         data["seconds"] = round(self.seconds, 3)
+        data["total_seconds"] = round(self.total_seconds, 3)
         data["rows_per_second"] = round(self.rows_per_second, 1)
         return data
 
@@ -94,10 +110,17 @@ class Source:
     """An input file: a local path, or a key of an object store."""
 
     def __init__(
-        self, name: str, opener: Callable[[], IO[bytes]], *, fmt: str | None = None
+        self,
+        name: str,
+        opener: Callable[[], IO[bytes]],
+        *,
+        fmt: str | None = None,
+        size: int | None = None,
     ) -> None:
         self.name = name
         self.opener = opener
+        #: Bytes of the file, when known (for progress while it is read).
+        self.size = size
         found = fmt or file_format(name)
         if found is None:
             raise BatchInputError(
@@ -116,11 +139,15 @@ class Source:
         path = Path(where).expanduser()
         if not path.is_file():
             raise BatchInputError(where, "no such file", hint="Check the path")
-        return cls(str(path), lambda: path.open("rb"))
+        return cls(str(path), lambda: path.open("rb"), size=path.stat().st_size)
 
     @classmethod
     def in_store(cls, store: ObjectStore, key: str, *, name: str | None = None) -> Source:
-        return cls(name or f"{store.url}/{key}", lambda: store.open(key))
+        try:
+            size: int | None = store.stat(key).size
+        except Exception:  # the size only serves the progress display
+            size = None
+        return cls(name or f"{store.url}/{key}", lambda: store.open(key), size=size)
 
 
 class Target:
@@ -210,8 +237,11 @@ def _unlink(path: Path) -> None:
 # -- reading in chunks ----------------------------------------------------------------------
 
 
-def iter_chunks(source: Source, chunk_rows: int) -> tuple[Iterator[Any], int | None]:
-    """The input as pyarrow Tables of at most ``chunk_rows`` rows, and the row count if known.
+def iter_chunks(
+    source: Source, chunk_rows: int, *, reading: Reading | None = None
+) -> tuple[Iterator[Any], int | None]:
+    """The input as pyarrow Tables of at most ``chunk_rows`` rows, and the row count (of
+    a CSV file: its lines after the header, read once first; see :data:`Progress`).
 
     CSV cells are read as text (empty cells as null), so that a bad value in one row is a
     problem of that row rather than an error of the whole block.
@@ -220,7 +250,61 @@ def iter_chunks(source: Source, chunk_rows: int) -> tuple[Iterator[Any], int | N
         raise ValueError("chunk_rows must be >= 1")
     if source.format == "parquet":
         return _parquet_chunks(source, chunk_rows)
-    return _rechunk(_csv_batches(source, chunk_rows), chunk_rows), None
+    names, lines = _check_csv(source, reading)
+    return _rechunk(_csv_batches(source, chunk_rows, names), chunk_rows), lines
+
+
+class _Counting:
+    """A binary stream that counts the bytes and line breaks read through it."""
+
+    def __init__(self, stream: IO[bytes], on_read: Reading | None, total: int | None) -> None:
+        self.stream = stream
+        self.on_read = on_read
+        self.total = total
+        self.bytes = 0
+        self.lines = 0
+        self.last = b""
+
+    def read(self, n: int = -1) -> bytes:
+        data = self.stream.read(n)
+        if data:
+            self.bytes += len(data)
+            self.lines += data.count(b"\n")
+            self.last = data[-1:]
+            if self.on_read is not None:
+                self.on_read(self.bytes, self.total)
+        return data
+
+
+def _check_csv(source: Source, reading: Reading | None) -> tuple[list[str], int]:
+    """The header's column names and the number of lines after it; refuses a file whose
+    quoted field never closes (pyarrow would read the rest as one value: rows vanish)."""
+    from loopline.data.csvscan import DEFAULT_MAX_FIELD_BYTES, line_at, quote_error, scan_quotes
+
+    with source.opener() as head:
+        first = head.readline().decode("utf-8", errors="replace").lstrip("\ufeff")
+    names = next(csv.reader([first]), [])
+    if not names:
+        raise BatchInputError(source.name, "the CSV file is empty (no header line)")
+    with source.opener() as stream:
+        counting = _Counting(stream, reading, source.size)
+        found = scan_quotes(counting, ",")
+    opened = found.unterminated_at if found.unterminated_at is not None else found.too_long_at
+    if opened is not None:
+        with source.opener() as stream:
+            line = line_at(stream, opened)
+        exc = quote_error(
+            found,
+            source=source.name,
+            line=line,
+            byte_offset=opened,
+            max_field_bytes=DEFAULT_MAX_FIELD_BYTES,
+        )
+        raise BatchInputError(
+            source.name, exc.message.removeprefix(f"{source.name}: "), hint=exc.hint
+        )
+    lines = counting.lines + (1 if counting.bytes and counting.last != b"\n" else 0)
+    return names, max(0, lines - 1)
 
 
 def _parquet_chunks(source: Source, chunk_rows: int) -> tuple[Iterator[Any], int | None]:
@@ -246,25 +330,10 @@ def _parquet_chunks(source: Source, chunk_rows: int) -> tuple[Iterator[Any], int
     return _rechunk(batches(), chunk_rows), total
 
 
-def _csv_batches(source: Source, chunk_rows: int) -> Iterator[Any]:
+def _csv_batches(source: Source, chunk_rows: int, names: list[str]) -> Iterator[Any]:
     import pyarrow as pa
     import pyarrow.csv as pacsv
 
-    with source.opener() as head:
-        first = head.readline().decode("utf-8", errors="replace").lstrip("\ufeff")
-    names = next(csv.reader([first]), [])
-    if not names:
-        raise BatchInputError(source.name, "the CSV file is empty (no header line)")
-    from loopline.data.csvscan import refuse_unclosed_quotes
-    from loopline.data.errors import UnterminatedQuoteError
-
-    try:
-        # pyarrow reads an unclosed quote as one value running to the end: rows vanish.
-        refuse_unclosed_quotes(source.opener, source=source.name)
-    except UnterminatedQuoteError as exc:
-        raise BatchInputError(
-            source.name, exc.message.removeprefix(f"{source.name}: "), hint=exc.hint
-        ) from exc
     # A block of about 100 bytes per row: the reader's memory follows the chunk size.
     block = min(max(chunk_rows * 100, 1 << 16), 1 << 26)
     stream = source.opener()
@@ -341,6 +410,8 @@ class ChunkScorer:
         classes = loaded.classes_ if self.classifier else None
         self.classes = None if classes is None else np.asarray(classes)
         self.run_id = secrets.token_hex(6)
+        #: Types of the pass-through columns of a text (CSV) input, from its first chunk.
+        self._passthrough: dict[str, Any] = {}
 
     def score(self, table: Any, *, first_row: int, text: bool, chunk: int) -> ScoredChunk:
         """Validate ``table`` (rows ``first_row``...), score the valid rows, log them."""
@@ -350,6 +421,7 @@ class ChunkScorer:
         n = table.num_rows
         if text:
             table = self._numbers_from_text(table)
+            table = self._passthrough_from_text(table, first_row)
         arrived = time.time()
         t0 = time.perf_counter()
         result = self.validator.validate_table(table, text=text)
@@ -380,7 +452,9 @@ class ChunkScorer:
         outputs = self._predict(columns)
         latency_ms = (time.perf_counter() - t0) * 1000.0
         if self.log_writer is not None:
-            self._log(columns, outputs, arrived, latency_ms, chunk)
+            request_id = self._log(columns, outputs, arrived, latency_ms, chunk)
+            outputs[REQUEST_ID] = np.full(len(table), request_id, dtype=object)
+            outputs[REQUEST_ROW] = np.arange(len(table), dtype=np.int64)
         return ScoredChunk(self._output_table(table, columns, outputs), problems, n, len(table))
 
     def _numbers_from_text(self, table: Any) -> Any:
@@ -400,6 +474,42 @@ class ChunkScorer:
             except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
                 continue
             table = table.set_column(i, name, column)
+        return table
+
+    def _passthrough_from_text(self, table: Any, first_row: int) -> Any:
+        """Columns the model does not read, typed as their cells read: the first chunk
+        decides (integers, then numbers, then booleans, else text); later chunks must fit."""
+        import pyarrow as pa
+
+        for i, name in enumerate(table.column_names):
+            if name in self.specs:
+                continue
+            column = table.column(i)
+            known = self._passthrough.get(name)
+            if known is None:
+                known = pa.string()
+                if column.null_count < len(column):
+                    for candidate in (pa.int64(), pa.float64(), pa.bool_()):
+                        try:
+                            column.cast(candidate)
+                        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                            continue
+                        known = candidate
+                        break
+                self._passthrough[name] = known
+            if known == pa.string():
+                continue
+            try:
+                table = table.set_column(i, name, column.cast(known))
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                at, value = _first_unfit(column, known)
+                raise BatchInputError(
+                    "the input",
+                    f"column {name!r} reads as {known} in the first rows, but row "
+                    f"{first_row + at} holds {value!r}",
+                    hint="Give the column one type through the file (or a larger "
+                    "--chunk-rows, so the first chunk sees such values)",
+                ) from None
         return table
 
     def _predict(self, columns: dict[str, Any]) -> dict[str, Any]:
@@ -427,17 +537,19 @@ class ChunkScorer:
         arrived: float,
         latency_ms: float,
         chunk: int,
-    ) -> None:
+    ) -> str:
+        """Log the chunk as one request; its request id."""
         from loopline.monitor.predictions import PredictionBatch
 
         writer = self.log_writer
         assert writer is not None
         n = len(outputs[PREDICTION])
+        request_id = f"batch-{self.run_id}-{chunk:06d}"
         batch = PredictionBatch.from_requests(
             model=self.loaded.name,
             version=self.loaded.version,
             role=ROLE,
-            request_ids=[f"batch-{self.run_id}-{chunk:06d}"],
+            request_ids=[request_id],
             row_counts=[n],
             arrived=[arrived],
             latency_ms=[latency_ms],
@@ -447,6 +559,7 @@ class ChunkScorer:
         writer.append(batch)
         if writer.stats.buffered_rows >= writer.flush_rows:
             writer.flush()
+        return request_id
 
     def _output_table(self, table: Any, columns: dict[str, Any], outputs: dict[str, Any]) -> Any:
         import pyarrow as pa
@@ -462,6 +575,20 @@ class ChunkScorer:
         for name, values in outputs.items():
             data[name] = _arrow(pa, values)
         return pa.table(data)
+
+
+def _first_unfit(column: Any, kind: Any) -> tuple[int, Any]:
+    """The first cell of a text ``column`` that does not cast to ``kind``, and its value."""
+    import pyarrow as pa
+
+    for i, value in enumerate(column.to_pylist()):
+        if value is None:
+            continue
+        try:
+            pa.array([value], type=pa.string()).cast(kind)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            return i, value
+    return 0, None
 
 
 def _arrow(pa: Any, values: Any) -> Any:
@@ -590,6 +717,7 @@ def score_file(
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
     progress: Progress | None = None,
     invalid: Target | None = None,
+    reading: Reading | None = None,
 ) -> BatchResult:
     """Score ``source`` into ``output`` (and the invalid rows into ``invalid``), atomically.
 
@@ -606,7 +734,9 @@ def score_file(
             hint="Name the output *.parquet or *.csv",
         )
     started = time.perf_counter()
-    chunks, total = iter_chunks(source, chunk_rows)
+    chunks, total = iter_chunks(source, chunk_rows, reading=reading)
+    if progress is not None:
+        progress(0, total)
     text = source.format == "csv"
     sink = TableSink(output, out_format)
     side = ProblemSink(invalid or output.sibling(INVALID_SUFFIX))
@@ -616,7 +746,10 @@ def score_file(
         for table in chunks:
             if input_schema is None:
                 input_schema = table.schema
-                clash = [c for c in table.column_names if c == PREDICTION]
+                outputs = {PREDICTION}
+                if scorer.log_writer is not None:
+                    outputs |= {REQUEST_ID, REQUEST_ROW}
+                clash = [c for c in table.column_names if c in outputs]
                 clash += [c for c in table.column_names if c.startswith(PROBA_PREFIX)]
                 if clash:
                     raise BatchInputError(
@@ -632,7 +765,7 @@ def score_file(
             scored += result.n_scored
             n_chunks += 1
             if progress is not None:
-                progress(done, total)
+                progress(done, max(total or 0, done) if total is not None else None)
         empty = pa.schema([*list(input_schema or []), pa.field(PREDICTION, pa.string())])
         invalid_name = side.commit()
         sink.commit(empty)
@@ -677,33 +810,42 @@ def predict_file(
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
     progress: Progress | None = None,
     log: bool = True,
+    reading: Reading | None = None,
 ) -> BatchResult:
     """Score the file ``input`` with ``model_ref`` (``name@alias``, ``name/3``) into ``output``.
 
     ``input`` and ``output`` are paths or object store URLs (``s3://bucket/key``); their
     extensions (``.csv``, ``.parquet``) give the formats. Invalid rows go to
-    ``OUTPUT.invalid.csv``. With ``log`` every scored row goes to the prediction log.
+    ``OUTPUT.invalid.csv``. With ``log`` every scored row goes to the prediction log (and
+    the output has its ``request_id`` and ``row``). ``reading`` follows the first read of a
+    CSV file, ``progress`` the rows scored.
     """
     from loopline.registry import Registry
 
+    started = time.perf_counter()
     source = Source.from_location(os.fspath(input), stores.settings.s3)
     target = Target.from_location(os.fspath(output), stores.settings.s3)
     loaded = Registry(stores).load(model_ref)
     writer = open_log_writer(stores, chunk_rows) if log else None
     scorer = ChunkScorer(loaded, chunk_rows=chunk_rows, log_writer=writer)
     try:
-        result = score_file(scorer, source, target, chunk_rows=chunk_rows, progress=progress)
+        result = score_file(
+            scorer, source, target, chunk_rows=chunk_rows, progress=progress, reading=reading
+        )
     finally:
         if writer is not None:
             writer.close()
     if writer is not None:
         result.logged_rows = writer.stats.written_rows
         result.log_dropped_rows = writer.stats.dropped_rows + writer.stats.buffered_rows
+    result.total_seconds = time.perf_counter() - started
     return result
 
 
 __all__ = [
     "DEFAULT_CHUNK_ROWS",
+    "REQUEST_ID",
+    "REQUEST_ROW",
     "BatchResult",
     "ChunkScorer",
     "Source",

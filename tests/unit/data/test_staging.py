@@ -178,6 +178,7 @@ print(json.dumps({"rows": version.rows, "peak": pa.default_memory_pool().max_mem
 """
 
 
+@pytest.mark.slow
 def test_adding_a_csv_holds_a_block_and_a_few_columns_not_the_table(tmp_path: Path) -> None:
     table = numbers(150_000, columns=24)
     path = tmp_path / "numbers.csv"

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from loopline.store.stores import Stores
 from loopline.tracking import Run, Tracker
 from loopline.train import Choice, FloatRange, IntRange, Report, fit, search
@@ -55,6 +57,7 @@ def make_model(params: dict[str, Any], n_estimators: int) -> Any:
     )
 
 
+@pytest.mark.slow
 def test_search_over_three_libraries(sqlite_stores: Stores, classification: Data) -> None:
     X, y, Xv, yv = classification
 

@@ -114,6 +114,7 @@ def test_pruning_and_failures(stores: Stores, tracker: Tracker) -> None:
     check_pruning(stores, tracker, "median")
 
 
+@pytest.mark.slow
 def test_successive_halving(sqlite_stores: Stores, sqlite_tracker: Tracker) -> None:
     check_pruning(sqlite_stores, sqlite_tracker, "halving")
 
@@ -161,6 +162,7 @@ def check_pruning(stores: Stores, tracker: Tracker, pruner: str) -> None:
             assert "objective" in child.metrics
 
 
+@pytest.mark.slow
 def test_continuing_a_study_runs_only_the_missing_trials(sqlite_stores: Stores) -> None:
     tracker = Tracker(sqlite_stores)
     first = search(sqlite_stores, quadratic, QUADRATIC_SPACE, study="q", n_trials=5)

@@ -52,7 +52,7 @@ def open_stores(
         migrate.upgrade(db)
     stores = Stores.open(settings)
     reg = Registry(stores)
-    mv = reg.register(MODEL, model, sample=make_frame(50))
+    mv = reg.register(MODEL, model, sample=make_frame(50), onnx=False)  # scored natively
     reg.set_alias(MODEL, "production", mv.version)
     return stores
 

@@ -42,9 +42,18 @@ def test_csv_to_parquet_matches_the_model_and_is_logged(
     assert (result.rows_total, result.rows_scored, result.rows_invalid) == (120, 120, 0)
     assert result.chunks == 3
     assert result.invalid_path is None
-    assert seen == [(50, None), (100, None), (120, None)]
+    assert seen == [(0, 120), (50, 120), (100, 120), (120, 120)]  # CSV lines, counted first
     out = pd.read_parquet(tmp_path / "out.parquet")
-    assert list(out.columns) == ["id", "x1", "x2", "prediction", "proba.no", "proba.yes"]
+    assert list(out.columns) == [
+        "id",
+        "x1",
+        "x2",
+        "prediction",
+        "proba.no",
+        "proba.yes",
+        "request_id",
+        "row",
+    ]
     labels, proba = expected(stores, df)
     assert out["id"].tolist() == df["id"].tolist()
     assert out["prediction"].tolist() == labels.tolist()
@@ -54,7 +63,58 @@ def test_csv_to_parquet_matches_the_model_and_is_logged(
     assert result.logged_rows == 120
     assert set(logged["role"].to_pylist()) == {"batch"}
     assert len(set(logged["request_id"].to_pylist())) == 3  # one request id per chunk
+    # Each output row names its prediction log row: labels join without matching by hand.
+    keys = set(zip(out["request_id"], out["row"], strict=True))
+    assert keys == set(
+        zip(logged["request_id"].to_pylist(), logged["row"].to_pylist(), strict=True)
+    )
+    assert out.groupby("request_id")["row"].apply(list).tolist() == [
+        list(range(50)),
+        list(range(50)),
+        list(range(20)),
+    ]
     np.testing.assert_allclose(sorted(logged["output.proba.yes"].to_pylist()), sorted(proba[:, 1]))
+
+
+def test_pass_through_columns_keep_their_types_and_reading_is_reported(
+    stores: Stores, tmp_path: Path
+) -> None:
+    rows = ["key,label,flag,note,x1,x2"]
+    rows += [f"{i},{i % 2},{'true' if i % 3 else 'false'},n{i},0.{i},{i % 10}" for i in range(40)]
+    (tmp_path / "in.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    read: list[tuple[int, int | None]] = []
+    result = predict_file(
+        stores,
+        REF,
+        tmp_path / "in.csv",
+        tmp_path / "out.csv",
+        chunk_rows=16,
+        log=False,
+        reading=lambda done, total: read.append((done, total)),
+    )
+    size = (tmp_path / "in.csv").stat().st_size
+    assert read[-1] == (size, size)
+    assert result.total_seconds >= result.seconds > 0
+    import pyarrow.csv as pacsv
+
+    types = {f.name: str(f.type) for f in pacsv.read_csv(tmp_path / "out.csv").schema}
+    assert (types["key"], types["label"], types["flag"], types["note"]) == (
+        "int64",
+        "int64",
+        "bool",
+        "string",
+    )
+    assert "request_id" not in types  # nothing logged, nothing to join
+
+
+def test_a_pass_through_column_that_changes_type_later_is_named(
+    stores: Stores, tmp_path: Path
+) -> None:
+    rows = ["key,x1,x2"] + [f"{i},0.5,1" for i in range(20)] + ["k20,0.5,1"]
+    (tmp_path / "in.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    with pytest.raises(BatchInputError, match=r"column 'key' reads as int64 .* row 20 holds 'k20'"):
+        predict_file(stores, REF, tmp_path / "in.csv", tmp_path / "out.csv", chunk_rows=10)
+    assert not (tmp_path / "out.csv").exists()
 
 
 def test_tiny_chunks_give_the_same_output_as_one_chunk(

@@ -31,7 +31,7 @@ import os
 import stat as stat_mod
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, IO, TYPE_CHECKING
+from typing import IO, TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
 from loopline.store import tempfiles

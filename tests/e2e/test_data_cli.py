@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 import subprocess
 import sys
@@ -11,39 +10,15 @@ from pathlib import Path
 
 import pytest
 
+from e2e.cli import init, one_line_error, run
+
 HEAVY = ["pandas", "pyarrow", "sklearn", "numpy", "sqlalchemy", "polars"]
-
-
-def run(*args: str, cwd: Path, ok: bool = True) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("LOOPLINE_", "AWS_"))}
-    env.update(NO_COLOR="1", COLUMNS="200")
-    proc = subprocess.run(
-        [sys.executable, "-m", "loopline", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    if ok:
-        assert proc.returncode == 0, proc.stderr + proc.stdout
-    return proc
-
-
-def one_line_error(proc: subprocess.CompletedProcess[str]) -> str:
-    assert proc.returncode == 1, proc.stderr + proc.stdout
-    assert "Traceback" not in proc.stderr
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1, proc.stderr
-    assert lines[0].startswith("error: ")
-    return lines[0]
 
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("cli")
-    run("init", "p", "--json", cwd=root)
-    p = root / "p"
+    p = init(root)
     rows = ["tenure,charges,plan,churned"]
     for i in range(200):
         rows.append(
@@ -111,15 +86,14 @@ def test_validate_exits_1_on_errors_and_add_refuses(project: Path) -> None:
     run("data", "add", "churn", "churn.csv", cwd=project)
     assert "valid" in run("data", "validate", "churn", cwd=project).stdout
 
-    proc = run("data", "validate", "churn", "bad.csv", cwd=project, ok=False)
-    assert proc.returncode == 1
+    proc = run("data", "validate", "churn", "bad.csv", cwd=project, code=1)
     assert "invalid" in proc.stdout
     assert "not_null" in proc.stdout
     assert "charges" in proc.stdout
     assert "unseen_category" in proc.stdout
     assert "gold" in proc.stdout
     report = json.loads(
-        run("data", "validate", "churn", "bad.csv", "--json", cwd=project, ok=False).stdout
+        run("data", "validate", "churn", "bad.csv", "--json", cwd=project, code=1).stdout
     )
     assert report["ok"] is False
     by_rule = {f["rule"]: f for f in report["findings"]}
@@ -127,7 +101,7 @@ def test_validate_exits_1_on_errors_and_add_refuses(project: Path) -> None:
     assert by_rule["not_null"]["examples"] == [{"row": 4, "value": None}]
     assert by_rule["unseen_category"]["severity"] == "warning"
 
-    line = one_line_error(run("data", "add", "churn", "bad.csv", cwd=project, ok=False))
+    line = one_line_error(run("data", "add", "churn", "bad.csv", cwd=project, code=1))
     assert "breaks its schema" in line
     assert "'charges'" in line
     assert "--force" in line
@@ -139,15 +113,14 @@ def test_validate_exits_1_on_errors_and_add_refuses(project: Path) -> None:
 
 
 def test_bad_input_and_unknown_names_are_one_line_errors(project: Path) -> None:
-    line = one_line_error(run("data", "show", "nope", cwd=project, ok=False))
+    line = one_line_error(run("data", "show", "nope", cwd=project, code=1))
     assert "No dataset 'nope'" in line
-    line = one_line_error(run("data", "add", "x", "broken.csv", cwd=project, ok=False))
+    line = one_line_error(run("data", "add", "x", "broken.csv", cwd=project, code=1))
     assert "line 3: 1 fields" in line
     assert "line 4: 3 fields" in line
-    line = one_line_error(run("data", "add", "x", "missing.csv", cwd=project, ok=False))
+    line = one_line_error(run("data", "add", "x", "missing.csv", cwd=project, code=1))
     assert "missing.csv: no such file" in line
-    usage = run("data", "add", "x", cwd=project, ok=False)
-    assert usage.returncode == 2
+    run("data", "add", "x", cwd=project, code=2)
 
 
 def test_add_from_sql(project: Path) -> None:

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
 import pytest
+
+from e2e.cli import init, python
+from e2e.cli import run as ll
 
 REGISTER = textwrap.dedent(
     """
@@ -41,27 +41,11 @@ REGISTER = textwrap.dedent(
 )
 
 
-def run(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("LOOPLINE_", "AWS_"))}
-    env.update({"NO_COLOR": "1", "COLUMNS": "200"})
-    proc = subprocess.run(
-        [sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=120
-    )
-    if check:
-        assert proc.returncode == 0, proc.stderr + proc.stdout
-    return proc
-
-
-def ll(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess[str]:
-    return run("-m", "loopline", *args, cwd=cwd, check=check)
-
-
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("cli")
-    ll("init", "proj", cwd=root)
-    project = root / "proj"
-    run("-c", REGISTER, cwd=project)
+    project = init(root, "proj")
+    python(REGISTER, cwd=project)
     return project
 
 
@@ -79,10 +63,11 @@ def test_ls_and_show(project: Path) -> None:
     assert shown["datasets"][0]["name"] == "customers"
     assert shown["metrics"] == {"f1": 0.81}
     assert shown["versions"] == [1, 2, 3]
-    assert set(shown["manifest"]["files"]) == {"model.skops"}
+    assert set(shown["manifest"]["files"]) == {"model.skops", "model.onnx"}  # ONNX by default
     human = ll("models", "show", "churn", cwd=project).stdout
     for text in ("churn/3", "lineage", "run-2", "model.skops", "tenure", "signature"):
         assert text in human, human
+    assert "serving: serves with ONNX Runtime, parity " in human
 
 
 def test_alias_promote_rollback_and_history(project: Path) -> None:
@@ -105,17 +90,18 @@ def test_alias_promote_rollback_and_history(project: Path) -> None:
 
 
 def test_errors_are_one_line_with_the_next_command(project: Path) -> None:
-    missing = ll("models", "show", "churn@staging", cwd=project, check=False)
-    assert missing.returncode == 1
+    missing = ll("models", "show", "churn@staging", cwd=project, code=1)
     assert missing.stderr.strip() == (
-        "error: Model 'churn' has no alias 'staging'; "
+        "error: Model 'churn' has no alias 'staging'; its aliases are production; "
         "set one with: loopline models alias churn 3 staging"
     )
-    unknown = ll("models", "show", "nope", cwd=project, check=False)
-    assert unknown.returncode == 1
+    typo = ll("models", "show", "churn@prod", cwd=project, code=1)
+    assert "did you mean churn@production?" in typo.stderr
+    invalid = ll("models", "show", "churn@no way", cwd=project, code=2)  # bad usage
+    assert "Invalid alias 'no way'" in invalid.stderr
+    unknown = ll("models", "show", "nope", cwd=project, code=1)
     assert "loopline models ls" in unknown.stderr
     assert "Traceback" not in unknown.stderr
 
-    force = ll("models", "promote", "churn", "3", "--force", cwd=project, check=False)
-    assert force.returncode == 2
+    force = ll("models", "promote", "churn", "3", "--force", cwd=project, code=2)
     assert "--reason" in force.stderr
