@@ -61,6 +61,8 @@ bench: $(STAMP)
 	$(BIN)/python bench/profile.py
 	$(BIN)/python bench/tracking.py
 	$(BIN)/python bench/serving.py
+	$(BIN)/python bench/drift.py
+	$(BIN)/python bench/loop.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -150,7 +150,18 @@ def test_db_upgrade_and_current(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_demo_reports_what_each_stage_did(tmp_path: Path) -> None:
-    out = json.loads(run("demo", "--dir", str(tmp_path / "d"), "--json", cwd=tmp_path).stdout)
+    out = json.loads(
+        run(
+            "demo",
+            "--dir",
+            str(tmp_path / "d"),
+            "--scenario",
+            "drift",
+            "--json",
+            cwd=tmp_path,
+            timeout=600,
+        ).stdout
+    )
     dataset = out["dataset"]
     stored = Path(out["artifacts_url"]) / dataset["key"]
     assert stored.is_file()
@@ -182,10 +193,29 @@ def test_demo_reports_what_each_stage_did(tmp_path: Path) -> None:
     assert serving["logged_rows"] == 40
     assert out["audit"]["events"] > 0
 
-    human = run("demo", "--dir", str(tmp_path / "d2"), cwd=tmp_path).stdout
-    assert "loopline demo" in human
+    # The loop, unattended: the drift alarm fired within a few windows of the change, the
+    # retrained challenger baked as a canary and was promoted, and no request failed.
+    (drift,) = out["loop"]
+    assert (drift["scenario"], drift["expect"], drift["final"]) == ("drift", "promoted", "promoted")
+    assert "drift" in drift["fired"]
+    assert drift["detection_windows"] is not None
+    assert drift["detection_windows"] <= 4
+    assert drift["failed_requests"] == 0 < drift["requests"]
+    assert drift["serving"] == f"{model['model']}/{model['version'] + 1}"
+    assert drift["split"] is None  # 100% on the new champion
+    assert drift["moves"] >= 3  # split set, alias moved, split removed
+    assert drift["webhooks"] >= 3  # the alarm, and the rollout's steps, signed
+    assert drift["labels"] > 0
+
+    human = run("demo", "--dir", str(tmp_path / "d2"), "--scenario", "none", cwd=tmp_path)
+    assert "loopline demo" in human.stdout
     for stage in ("store", "data", "pipeline", "train", "registry", "serve", "monitor"):
-        assert f"│ {stage} " in human
+        assert f"│ {stage} " in human.stdout
+    assert "│ loop " not in human.stdout  # no scenario asked for, no loop stage
+
+    wrong = run("demo", "--scenario", "nope", cwd=tmp_path, code=2)
+    assert "nope" in wrong.stderr
+    assert "drift" in wrong.stderr
 
 
 @pytest.mark.s3

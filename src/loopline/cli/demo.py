@@ -4,10 +4,17 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from loopline.cli.output import console, json_option, print_json, table
+
+if TYPE_CHECKING:
+    from loopline.loop.timeline import Entry
+
+#: The scenarios ``--scenario`` takes (kept here so ``--help`` does not import the cycle).
+SCENARIO_NAMES = ("drift", "concept", "broken_feature", "bad_challenger", "steady")
 
 
 @click.command("demo")
@@ -17,16 +24,29 @@ from loopline.cli.output import console, json_option, print_json, table
     type=click.Path(path_type=Path),
     help="Project folder to use (default: a new temporary folder).",
 )
+@click.option(
+    "--scenario",
+    "scenarios",
+    multiple=True,
+    type=click.Choice([*SCENARIO_NAMES, "none"]),
+    help="What the loop stage plays, in order (repeatable; default: bad_challenger, then "
+    "drift; none: stop after serving).",
+)
 @json_option
-def demo_command(directory: Path | None, as_json: bool) -> None:
-    """Run the lifecycle on embedded defaults (SQLite + local folder), from nothing."""
+def demo_command(directory: Path | None, scenarios: tuple[str, ...], as_json: bool) -> None:
+    """Run the lifecycle on embedded defaults (SQLite + local folder), from nothing:
+    data, training, gates, registry, serving, then the loop (monitor, alarms,
+    retraining, canary, promotion or rollback) on live traffic."""
     from loopline.project.demo import STAGES, run_demo
 
+    chosen = None if not scenarios else tuple(s for s in scenarios if s != "none")
     target = directory or Path(tempfile.mkdtemp(prefix="loopline-demo-"))
     if as_json:
-        print_json(run_demo(target).as_dict())
+        print_json(run_demo(target, scenarios=chosen).as_dict())
         return
     from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from loopline.cli.loop import entry_line
 
     with Progress(
         SpinnerColumn(),
@@ -47,7 +67,21 @@ def demo_command(directory: Path | None, as_json: bool) -> None:
             started = True
             progress.update(task, description=f"{name}: {description}")
 
-        report = run_demo(target, on_stage=on_stage)
+        def on_entry(entry: Entry) -> None:
+            # A window with no rows, or one run again for its late labels, says nothing new.
+            if entry.kind == "monitor" and (
+                entry.numbers.get("again") or not entry.numbers.get("rows")
+            ):
+                return
+            progress.console.print(entry_line(entry), highlight=False)
+
+        def on_note(note: str) -> None:
+            bold = note.startswith("scenario ")
+            progress.console.print(f"[bold]{note}[/bold]" if bold else f"  {note}")
+
+        report = run_demo(
+            target, on_stage=on_stage, scenarios=chosen, on_entry=on_entry, on_note=on_note
+        )
         progress.advance(task)
     console.print(f"[bold]loopline demo[/bold]: project in {report.project_dir}")
     root = str(report.project_dir)
@@ -59,6 +93,11 @@ def demo_command(directory: Path | None, as_json: bool) -> None:
         )
     )
     console.print(f"Look around: cd {report.project_dir} && loopline doctor")
+    if report.facts.loop:
+        console.print(
+            "What the loop did: loopline loop history credit_risk; "
+            "loopline alarms ls; loopline monitor show credit_risk@champion"
+        )
 
 
 def _relative(where: str, root: str) -> str:

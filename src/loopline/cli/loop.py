@@ -6,6 +6,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 import click
+from rich.markup import escape
 
 from loopline.cli.output import console, err_console, json_option, print_json, table
 
@@ -48,30 +49,30 @@ def _state(state: str) -> str:
     return f"[{style}]{state}[/{style}]" if style else state
 
 
-def print_entry(entry: Entry) -> None:
-    """One timeline line: time, what, event, numbers, reason."""
+def entry_line(entry: Entry) -> str:
+    """One timeline line (Rich markup): time, what, event, numbers, reason."""
     at = entry.at.strftime("%H:%M:%S")
     if entry.kind == "monitor":
         groups = ", ".join(entry.numbers.get("groups") or [])
         end = str(entry.numbers.get("window_end"))[11:19]
         line = f"{at}  monitor  {entry.subject}: window to {end}"
         line += f", {entry.numbers.get('rows', 0)} rows ({groups}) -> {entry.event}"
-        if entry.reason:
-            line += f": {entry.reason}"
-        console.print(line, highlight=False)
-    elif entry.kind == "alarm":
+        return line + (f": {escape(entry.reason)}" if entry.reason else "")
+    if entry.kind == "alarm":
         values = ", ".join(f"{v:.3g}" for v in entry.numbers.get("values") or [] if v is not None)
-        console.print(
+        return (
             f"{at}  [bold]alarm[/bold]    {entry.subject} {entry.event}"
-            + (f" [{values}]" if values else "")
-            + f": {entry.reason}",
-            highlight=False,
+            + (" " + escape(f"[{values}]") if values else "")
+            + f": {escape(entry.reason)}"
         )
-    else:
-        console.print(
-            f"{at}  [bold]rollout[/bold]  {entry.subject} -> {_state(entry.event)}: {entry.reason}",
-            highlight=False,
-        )
+    return (
+        f"{at}  [bold]rollout[/bold]  {entry.subject} -> {_state(entry.event)}: "
+        f"{escape(entry.reason)}"
+    )
+
+
+def print_entry(entry: Entry) -> None:
+    console.print(entry_line(entry), highlight=False)
 
 
 @loop_group.command("run")

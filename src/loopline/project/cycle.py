@@ -141,7 +141,7 @@ SCENARIOS: dict[str, Scenario] = {
 }
 
 #: What ``loopline demo`` plays when no scenario is named.
-DEMO_SCENARIOS = ("drift", "bad_challenger")
+DEMO_SCENARIOS = ("bad_challenger", "drift")
 
 
 # -- the project --------------------------------------------------------------------------
@@ -492,6 +492,8 @@ class Server:
     def start(self, timeout_s: float = 90.0) -> int:
         import re
 
+        from loopline.serve.errors import ServeError
+
         self.log.parent.mkdir(parents=True, exist_ok=True)
         env = {k: v for k, v in os.environ.items() if not k.startswith("LOOPLINE_")}
         out = self.log.open("w")
@@ -511,7 +513,9 @@ class Server:
                 self.port = int(found.group(1))
                 break
             if self.proc.poll() is not None:
-                raise RuntimeError(f"the model server exited: {text[-2000:]}")
+                raise ServeError(
+                    f"The model server exited before it listened (log {self.log}): {text[-2000:]}"
+                )
             time.sleep(0.05)
         while time.monotonic() < deadline:
             try:
@@ -522,7 +526,10 @@ class Server:
             except OSError:
                 pass
             time.sleep(0.1)
-        raise RuntimeError(f"the model server did not get ready: {self.log.read_text()[-2000:]}")
+        raise ServeError(
+            f"The model server did not get ready within {timeout_s:g} s (log {self.log}): "
+            f"{self.log.read_text()[-2000:]}"
+        )
 
     def stop(self) -> int | None:
         if self.proc is None or self.proc.poll() is not None:

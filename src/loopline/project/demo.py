@@ -12,7 +12,7 @@ import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from loopline.config import Settings
 from loopline.pipeline.errors import PipelineError
@@ -20,6 +20,12 @@ from loopline.project.create import InitReport, init_project
 from loopline.store.db.events import list_events, record_event
 from loopline.store.errors import BlobIntegrityError
 from loopline.store.stores import Stores
+
+if TYPE_CHECKING:
+    from loopline.loop.timeline import Entry
+
+#: Marks the tables the loop stage adds to loopline.toml (replaced on a second run).
+LOOP_MARKER = "# -- added by `loopline demo`: the loop stage's monitor, alarms and loop --"
 
 
 @dataclass
@@ -123,6 +129,34 @@ class AuditLog:
     kinds: tuple[str, ...]
 
 
+@dataclass(frozen=True)
+class LoopScenario:
+    """The ``loop`` stage: one scenario played against the served champion, unattended."""
+
+    scenario: str
+    title: str
+    #: How it should end, and how it ended (promoted, rolled_back, refused, "").
+    expect: str
+    final: str
+    ok: bool
+    #: Monitor windows, and seconds, from the change to the first alarm.
+    detection_windows: int | None
+    detection_s: float | None
+    #: Seconds from the change to the rollout's end.
+    outcome_s: float | None
+    fired: tuple[str, ...]
+    #: What serves at the end: "credit_risk/3", and the split if one is left.
+    serving: str
+    split: str | None
+    requests: int
+    failed_requests: int
+    failed_during_moves: int
+    moves: int
+    labels: int
+    webhooks: int
+    seconds: float
+
+
 @dataclass
 class StageFacts:
     """What each stage did, as typed values (None for a stage that did not run)."""
@@ -133,6 +167,7 @@ class StageFacts:
     model: RegisteredModel | None = None
     serving: ServedEndpoint | None = None
     audit: AuditLog | None = None
+    loop: tuple[LoopScenario, ...] = ()
 
 
 @dataclass
@@ -143,6 +178,12 @@ class DemoContext:
     items: list[Item] = field(default_factory=list)
     state: dict[str, Any] = field(default_factory=dict)
     facts: StageFacts = field(default_factory=StageFacts)
+    #: The loop stage's scenarios (none: the stage does nothing).
+    scenarios: tuple[str, ...] = ()
+    #: Called with each timeline entry (monitor run, alarm change, rollout step) as the
+    #: loop stage sees it, and with each of its notes (traffic phases, the server).
+    on_entry: Callable[[Entry], None] | None = None
+    on_note: Callable[[str], None] | None = None
 
     def add(self, stage: str, what: str, where: str, detail: str) -> None:
         self.items.append(Item(stage, what, where, detail))
@@ -454,6 +495,86 @@ def stage_audit(ctx: DemoContext) -> None:
     )
 
 
+def stage_loop(ctx: DemoContext) -> None:
+    """The other half of the cycle, unattended: the champion is served by ``loopline
+    serve``, seeded traffic comes in with labels a few seconds late, and the loop
+    controller watches (windows of a few seconds), alarms, retrains, bakes a canary and
+    promotes it or rolls it back, once per scenario (see :mod:`loopline.project.cycle`)."""
+    from loopline.project.cycle import SCENARIOS, Cycle, CycleSettings, Hooks, loop_toml
+
+    if not ctx.scenarios:
+        return
+    cfg = CycleSettings()
+    hooks = Hooks()
+    try:
+        toml = ctx.project_dir / "loopline.toml"
+        text = toml.read_text().split(LOOP_MARKER)[0].rstrip("\n")
+        toml.write_text(f"{text}\n\n{LOOP_MARKER}\n{loop_toml(cfg, hooks.url)}")
+        with Cycle(ctx.project_dir, cfg, hooks, on_entry=ctx.on_entry, on_note=ctx.on_note) as c:
+            played = []
+            for name in ctx.scenarios:
+                scenario = SCENARIOS[name]
+                if ctx.on_note is not None:
+                    ctx.on_note(f"scenario {name}: {scenario.title}")
+                out = c.play(scenario)
+                played.append(
+                    LoopScenario(
+                        scenario=name,
+                        title=scenario.title,
+                        expect=out.expect,
+                        final=out.final,
+                        ok=out.ok,
+                        detection_windows=out.detection_windows,
+                        detection_s=out.detection_s,
+                        outcome_s=out.outcome_s,
+                        fired=tuple(out.fired),
+                        serving=out.serving,
+                        split=out.split,
+                        requests=out.requests,
+                        failed_requests=out.failed_requests,
+                        failed_during_moves=out.failed_during_moves,
+                        moves=out.moves,
+                        labels=out.labels,
+                        webhooks=out.webhooks,
+                        seconds=out.seconds,
+                    )
+                )
+                ctx.add("loop", f"scenario {name}", out.serving, _loop_detail(out))
+    finally:
+        hooks.close()
+    ctx.facts.loop = tuple(played)
+
+
+def _loop_detail(out: Any) -> str:
+    parts = []
+    if out.fired:
+        seen = list(dict.fromkeys(out.fired))
+        parts.append(
+            "alarm " + ", ".join(seen) + f" after {out.detection_windows} window(s)"
+            if out.detection_windows is not None
+            else "alarm " + ", ".join(seen)
+        )
+    else:
+        parts.append("no alarm")
+    if out.rollouts:
+        rid, state, reason = out.rollouts[-1]
+        line = f"rollout {rid[:8]} {state.replace('_', ' ')}"
+        if out.outcome_s is not None:
+            line += f" {out.outcome_s:.0f} s after the change"
+        if reason and state != "promoted":
+            # The first clause says why; `loopline loop show` has the whole reason.
+            line += f" ({reason.split(' in the window ending ')[0].split(': ')[0]})"
+        parts.append(line)
+    else:
+        parts.append("nothing moved")
+    parts.append(f"{out.failed_requests} of {out.requests:,} requests failed")
+    if out.webhooks:
+        parts.append(f"{out.webhooks} webhook(s) to ops")
+    if out.expect != out.final:
+        parts.append(f"EXPECTED {out.expect or 'nothing to move'}")
+    return "; ".join(parts)
+
+
 Stage = tuple[str, str, Callable[[DemoContext], None]]
 
 #: (name, description, function), run in order.
@@ -462,6 +583,7 @@ STAGES: list[Stage] = [
     ("artifact", "store an artifact and verify its hash", stage_store_artifact),
     ("pipeline", "credit-risk pipeline: data, tuning, evaluation, gates, registry", stage_pipeline),
     ("serve", "serve the champion over HTTP, log predictions, take feedback", stage_serve),
+    ("loop", "watch, alarm, retrain, bake a canary, promote or roll back", stage_loop),
     ("audit", "read back the audit log", stage_audit),
 ]
 
@@ -471,11 +593,34 @@ def run_demo(
     *,
     on_stage: Callable[[str, str], None] | None = None,
     environ: dict[str, str] | None = None,
+    scenarios: tuple[str, ...] | None = None,
+    on_entry: Callable[[Entry], None] | None = None,
+    on_note: Callable[[str], None] | None = None,
 ) -> DemoReport:
-    """Run every stage in a project at ``project_dir`` (created if missing)."""
+    """Run every stage in a project at ``project_dir`` (created if missing); the loop
+    stage plays ``scenarios`` (default :data:`loopline.project.cycle.DEMO_SCENARIOS`;
+    empty: no loop stage)."""
+    from loopline.project.cycle import DEMO_SCENARIOS, SCENARIOS
+
+    chosen = DEMO_SCENARIOS if scenarios is None else tuple(scenarios)
+    unknown = [s for s in chosen if s not in SCENARIOS]
+    if unknown:
+        from loopline.errors import ConfigError
+
+        raise ConfigError(
+            f"No scenario named {', '.join(map(repr, unknown))}; "
+            f"expected one of {', '.join(SCENARIOS)}"
+        )
     init = init_project(project_dir, environ=environ)
     stores = Stores.open(init.settings)
-    ctx = DemoContext(project_dir=init.project_dir, settings=init.settings, stores=stores)
+    ctx = DemoContext(
+        project_dir=init.project_dir,
+        settings=init.settings,
+        stores=stores,
+        scenarios=chosen,
+        on_entry=on_entry,
+        on_note=on_note,
+    )
     ctx.add(
         "init",
         "project settings",
