@@ -121,19 +121,10 @@ def postgres_url() -> Iterator[str]:
         if os.environ.get("LOOPLINE_REQUIRE_POSTGRES") == "1":
             pytest.fail("LOOPLINE_TEST_POSTGRES_URL is not set but PostgreSQL tests are required")
         pytest.skip("no PostgreSQL server (set LOOPLINE_TEST_POSTGRES_URL; make test does)")
-    import sqlalchemy as sa
+    from pgdb import fresh_database
 
-    name = f"ll_test_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(server, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-        base = sa.make_url(server)
-        yield base.set(database=name).render_as_string(hide_password=False)
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        admin.dispose()
+    with fresh_database(server) as url:
+        yield url
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

@@ -34,10 +34,6 @@ listed under its first.
             DatasetNotFoundError                    data.errors
                 DatasetVersionNotFoundError         data.errors
             DataArgumentError                       data.errors (also ConfigError)
-        ConfigError
-            ProjectConflictError                    store.errors
-        ProjectError
-        IntegrityError
         EvaluationError                             evaluate.errors
             GateSyntaxError                         evaluate.errors
             GateFailedError                         evaluate.errors
@@ -75,7 +71,7 @@ listed under its first.
             InvalidRefError                         registry.errors (also ConfigError)
             RegistryArgumentError                   registry.errors (also ConfigError)
         ServeError                                  serve.errors
-            UnsafeBindError                         serve.errors
+            UnsafeBindError                         serve.errors (also ConfigError)
             PortInUseError                          serve.errors (also ConfigError)
             ApiKeyError                             serve.errors
             ServeArgumentError                      serve.errors (also ConfigError)

@@ -111,6 +111,10 @@ def test_register_from_a_run_and_from_a_file_says_the_serving_path(project: Path
     ).stdout
     # The default preprocessing's text imputer has no ONNX converter: the terminal says so.
     assert "loans/1 registered (sklearn); serves with the native model (conversion " in out
+    # The step's run records no dataset it read: the monitoring reference waits for one,
+    # and the terminal says how to give it.
+    assert "no monitoring reference yet (Model loans/1 records no training dataset" in out
+    assert "--reference DATASET@VERSION" in out
     shown = json.loads(run("models", "show", "loans/1", "--json", cwd=project).stdout)
     assert shown["run_id"].startswith(baseline[:8])
 
@@ -137,6 +141,9 @@ def test_register_from_a_run_and_from_a_file_says_the_serving_path(project: Path
     assert made["onnx"]["status"] == "kept"
     assert made["onnx"]["input_names"] == {"mean radius": "mean_radius", "x/y": "x_y"}
     assert made["serving_path"].startswith("serves with ONNX Runtime")
+    # A bare file has no training data on record: no reference yet, and the reason.
+    assert made["monitor_reference"] is None
+    assert "training" in made["monitor_reference_error"]
     tuned = _step_run(project, "tuned")
     lgbm = run(
         "models",
@@ -204,6 +211,8 @@ def test_usage_and_configuration_mistakes_exit_2_on_one_line(project: Path) -> N
     assert "did you mean 'credit_risk'?" in one_line_error(example)
     alias = run("models", "show", "credit_risk@champ", cwd=project, code=1)
     assert "did you mean credit_risk@champion?" in one_line_error(alias)
+    exposed = run("serve", "credit_risk@champion", "--host", "0.0.0.0", cwd=project, code=2)
+    assert "Refusing to serve on 0.0.0.0 without authentication" in one_line_error(exposed)
 
 
 def test_a_failing_step_shows_where_and_keeps_its_traceback(project: Path) -> None:

@@ -65,7 +65,14 @@ def test_describe_lists_the_examples_steps_and_params(project: Path) -> None:
         assert steps[0] == "applications"
         assert steps[-1] == "register"
         assert {"tuned", "baseline", "evaluation"} <= set(steps)
-        assert out["params"] == {"n_rows": 5000, "n_trials": 12, "seed": 0}
+        assert out["params"] == {
+            "n_rows": 5000,
+            "n_trials": 12,
+            "seed": 0,
+            "data": "",
+            "promote": True,
+            "strict_categories": False,
+        }
 
 
 def test_bad_params_and_missing_files_are_one_line_errors(project: Path) -> None:

@@ -128,7 +128,12 @@ def _open() -> Iterator[Datasets]:
 @click.argument("name")
 @click.argument("source", required=False)
 @_read_options
-@click.option("--description", "-d", help="What the dataset holds (kept with it).")
+@click.option(
+    "--description",
+    "-d",
+    help="What this version holds (kept with the version; the first also describes the "
+    "dataset). Given for content the dataset already holds, it describes that version.",
+)
 @click.option("--force", is_flag=True, help="Add the data even if it fails validation.")
 @json_option
 def add_command(
@@ -186,6 +191,7 @@ def add_command(
         console.print(
             f"[bold]{version.ref}[/bold] already holds this content "
             f"(sha256 {version.digest[:12]}); no new version"
+            + (f"; described as {version.description!r}" if description else "")
         )
     console.print(f"next: [bold]loopline data show {version.ref}[/bold]")
 
@@ -253,6 +259,8 @@ def show_command(ref: str, as_json: bool) -> None:
     console.print(
         f"[bold]{version.ref}[/bold]" + (f"  {info.description}" if info.description else "")
     )
+    if version.description:
+        console.print(f"this version: {version.description}", highlight=False)
     lineage = [
         ("versions", f"{info.versions} (latest {info.current_version})"),
         ("rows x columns", f"{version.rows:,} x {version.columns}"),
@@ -306,13 +314,24 @@ def versions_command(name: str, as_json: bool) -> None:
             "ok" if v.validation.get("ok", True) else "[bold red]invalid[/bold red]",
             _when(v.created_at),
             v.source,
+            v.description or "",
         )
         for v in versions
     ]
     console.print(
         table(
             f"dataset {name}",
-            ["version", "rows", "columns", "size", "sha256", "valid", "created", "source"],
+            [
+                "version",
+                "rows",
+                "columns",
+                "size",
+                "sha256",
+                "valid",
+                "created",
+                "source",
+                "description",
+            ],
             rows,
         )
     )

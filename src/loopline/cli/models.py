@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from loopline.cli.output import console, json_option, print_json, table
+from loopline.cli.output import console, err_console, json_option, print_json, table
 
 if TYPE_CHECKING:
     from loopline.config import Settings
@@ -219,8 +219,9 @@ def _model_from_file(path: str) -> Any:
     return skops_loads(file.read_bytes(), "sklearn", ref=str(file), file=file.name)
 
 
-def _model_from_run(stores: Stores, run_id: str) -> tuple[Any, str]:
-    """The model a pipeline step's run returned, and the run's full id."""
+def _model_from_run(stores: Stores, run_id: str) -> tuple[Any, str, list[Any]]:
+    """The model a pipeline step's run returned, the run's full id, and the dataset
+    versions it (or the pipeline run above it) read: the version's lineage."""
     from loopline.pipeline.values import load_value
     from loopline.registry.errors import RegistryArgumentError
     from loopline.tracking import Tracker
@@ -242,7 +243,13 @@ def _model_from_run(stores: Stores, run_id: str) -> tuple[Any, str]:
             value=run_id,
             hint="Give the run of a step that returns the fitted model itself",
         )
-    return load_value(stores.cas, fmt, digest), record.id
+    tracker = Tracker(stores)
+    inputs, parent = list(record.inputs), record.parent_id
+    while not any(i.kind == "dataset" for i in inputs) and parent is not None:
+        above = tracker.get_run(parent)
+        inputs, parent = list(above.inputs), above.parent_id
+    datasets = [i for i in inputs if i.kind == "dataset"]
+    return load_value(stores.cas, fmt, digest), record.id, datasets
 
 
 @models_group.command("register")
@@ -286,24 +293,63 @@ def register_command(
     _, stores, reg = _open()
     with stores:
         run_id = None
+        datasets: list[Any] = []
         if from_run is not None:
-            model, run_id = _model_from_run(stores, from_run)
+            model, run_id, datasets = _model_from_run(stores, from_run)
         else:
             assert model_file is not None
             model = _model_from_file(model_file)
         rows = _read_rows(sample, drop)
         mv = reg.register(
-            name, model, sample=rows, run_id=run_id, description=description, onnx=not no_onnx
+            name,
+            model,
+            sample=rows,
+            run_id=run_id,
+            datasets=datasets,
+            description=description,
+            onnx=not no_onnx,
         )
         path = reg.serving_path(mv)
         onnx = reg.manifest(mv).onnx
+        reference, no_reference = _monitor_reference(stores, reg, mv)
     if as_json:
-        print_json({**mv.to_dict(), "serving_path": path, "onnx": onnx})
+        print_json(
+            {
+                **mv.to_dict(),
+                "serving_path": path,
+                "onnx": onnx,
+                "monitor_reference": reference,
+                "monitor_reference_error": no_reference,
+            }
+        )
         return
     console.print(f"[bold]{mv.ref}[/bold] registered ({mv.flavor}); {path}", highlight=False)
+    if reference is not None:
+        console.print(f"monitoring reference: {reference}", highlight=False)
+    else:
+        console.print(
+            f"no monitoring reference yet ({no_reference}); monitor it against a dataset "
+            f"with: loopline monitor run {name}@ALIAS --reference DATASET@VERSION",
+            highlight=False,
+        )
     console.print(
         f"next: loopline models promote {name} {mv.version} --alias production", highlight=False
     )
+
+
+def _monitor_reference(stores: Any, reg: Any, mv: Any) -> tuple[str | None, str | None]:
+    """Build the version's monitoring reference now, from its training data, so the first
+    monitored window does not wait for it: (what it was built from, None) or (None, why
+    not)."""
+    from loopline.monitor.errors import MonitorError
+    from loopline.monitor.reference import model_reference
+
+    try:
+        with err_console.status("building the monitoring reference"):
+            built = model_reference(stores, mv, registry=reg)
+    except MonitorError as exc:
+        return None, str(exc)
+    return f"the training data {built.dataset}", None
 
 
 @models_group.command("alias")

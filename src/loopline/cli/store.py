@@ -137,12 +137,14 @@ def collect_references(stores: Stores) -> Iterator[BlobRef]:
     """Every digest the metadata names as a blob, with who names it.
 
     Rows: dataset versions (data, profile), splits (assignment), model versions
-    (manifest, report, and every file the manifest lists), run artifacts, and pipeline
+    (manifest, report, and every file the manifest lists), monitor references, run
+    artifacts, and pipeline
     step outputs (with the blobs their model and bundle manifests list).
     """
     import sqlalchemy as sa
 
     from loopline.data.tables import dataset_splits, dataset_versions, datasets
+    from loopline.monitor.tables import references as monitor_references
     from loopline.pipeline.tables import step_runs
     from loopline.registry.tables import model_versions
     from loopline.store.objects.verify import BlobRef
@@ -187,6 +189,15 @@ def collect_references(stores: Stores) -> Iterator[BlobRef]:
             models.append((owner, mv.manifest_digest))
             if mv.report_digest:
                 refs.append(BlobRef(mv.report_digest, f"{owner} (report)"))
+        baselines = sa.select(
+            monitor_references.c.model,
+            monitor_references.c.version,
+            monitor_references.c.baseline,
+            monitor_references.c.digest,
+        )
+        for ref in conn.execute(baselines):
+            owner = f"model {ref.model}/{ref.version} monitor reference ({ref.baseline})"
+            refs.append(BlobRef(ref.digest, owner))
         artifacts = sa.select(run_artifacts.c.run_id, run_artifacts.c.name, run_artifacts.c.digest)
         for art in conn.execute(artifacts):
             refs.append(BlobRef(art.digest, f"run {art.run_id[:12]} artifact {art.name!r}"))

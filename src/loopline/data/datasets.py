@@ -106,6 +106,8 @@ class DatasetVersion:
     #: True when the call that returned it created it.
     created: bool = False
     id: int = 0
+    #: What this version holds (``data add -d``); the dataset has its own description.
+    description: str | None = None
 
     @property
     def ref(self) -> str:
@@ -127,6 +129,7 @@ class DatasetVersion:
             "created_by": self.created_by,
             "validation": self.validation,
             "created": self.created,
+            "description": self.description,
         }
 
 
@@ -429,7 +432,8 @@ class Datasets:
             ).first()
         if found is None:
             return schema, None
-        return schema, (_version(name, found), row.description)
+        version = _version(name, found)
+        return schema, (version, version.description)
 
     def _record(
         self,
@@ -467,12 +471,16 @@ class Datasets:
             if stored.fingerprint() != schema.fingerprint():
                 raise _SchemaMoved(stored)
             dataset_id = int(row.id)
-            if description is not None and description != row.description:
+            if description is not None and row.description is None:
                 conn.execute(d.update().where(d.c.id == dataset_id).values(description=description))
         found = conn.execute(
             sa.select(v).where(v.c.dataset_id == dataset_id, v.c.digest == values["digest"])
         ).first()
         if found is not None:
+            if description is not None and description != found.description:
+                # The same content added again with a description: it describes that version.
+                conn.execute(v.update().where(v.c.id == found.id).values(description=description))
+                return dataclasses.replace(_version(name, found), description=description)
             return _version(name, found)
         latest = conn.execute(
             sa.select(sa.func.max(v.c.version)).where(v.c.dataset_id == dataset_id)
@@ -484,6 +492,7 @@ class Datasets:
                 version=number,
                 created_at=now,
                 created_by=actor,
+                description=description,
                 **values,
             )
         )
@@ -512,6 +521,7 @@ class Datasets:
             validation=values["validation"],
             created=True,
             id=new_id(result),
+            description=description,
         )
 
     # -- reading ------------------------------------------------------------------------------
@@ -825,6 +835,7 @@ def _version(name: str, row: Any) -> DatasetVersion:
         validation=dict(mapping["validation"] or {}),
         created=False,
         id=int(mapping["id"]),
+        description=mapping.get("description"),
     )
 
 

@@ -53,6 +53,7 @@ dataset_versions = sa.Table(
     sa.Column("created_at", UTCDateTime(), nullable=False),
     sa.Column("created_by", sa.String(128), nullable=False),
     sa.Column("validation", sa.JSON(), nullable=False),
+    sa.Column("description", sa.Text(), nullable=True),
     sa.UniqueConstraint("dataset_id", "version"),
     sa.UniqueConstraint("dataset_id", "digest"),
 )

@@ -53,7 +53,7 @@ if TYPE_CHECKING:
     from loopline.config import Settings
     from loopline.loop.lease import Lease
     from loopline.loop.settings import LoopSettings
-    from loopline.registry import Registry, TrafficSplit
+    from loopline.registry import ModelVersion, Registry, TrafficSplit
     from loopline.store.stores import Stores
 
 log = logging.getLogger("loopline.loop")
@@ -908,6 +908,7 @@ class RolloutDriver:
                 detail={"failing": failing},
             )
             return
+        self._build_reference(challenger)
         on = " and ".join(name for name, _ in checks)
         self._move(
             r,
@@ -915,6 +916,18 @@ class RolloutDriver:
             f"{challenger.ref} passed the gates on the {on}",
             verdict=verdict,
         )
+
+    def _build_reference(self, challenger: ModelVersion) -> None:
+        """The challenger's monitoring reference, built (and stored) before it takes
+        traffic, so the first bake window is judged without waiting for it. A version
+        the monitor cannot describe still deploys: its windows say why."""
+        from loopline.monitor.errors import MonitorError
+        from loopline.monitor.reference import model_reference
+
+        try:
+            model_reference(self.stores, challenger, registry=self.registry)
+        except MonitorError as exc:
+            log.warning("no monitoring reference for %s: %s", challenger.ref, exc)
 
     def _split_is_ours(self, r: Rollout, split: TrafficSplit | None) -> bool:
         return (

@@ -15,15 +15,17 @@ class ServeError(LooplineError):
     """The model server cannot start or act as asked (``loopline.serve``).
 
     ServeError
-    ├── UnsafeBindError     a non-loopback address without auth (or ``--insecure``)
+    ├── UnsafeBindError     a non-loopback address without auth (or ``--insecure``; also
+    │                       a ConfigError: the CLI exits 2)
     ├── PortInUseError      the address is taken by another process (also a ConfigError:
     │                       the CLI exits 2)
     └── ApiKeyError         no such API key, a revoked one, or an unknown role
     """
 
 
-class UnsafeBindError(ServeError):
-    """Binding an address other than loopback would expose an endpoint without auth."""
+class UnsafeBindError(ServeError, ConfigError):
+    """Binding an address other than loopback would expose an endpoint without auth (a
+    configuration error: the CLI exits 2)."""
 
     def __init__(self, host: str) -> None:
         self.host = host

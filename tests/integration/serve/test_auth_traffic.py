@@ -4,6 +4,7 @@ set in the registry while the server runs."""
 
 from __future__ import annotations
 
+import signal
 import time
 from typing import Any
 
@@ -160,6 +161,35 @@ def test_registry_split_changes_without_restart(
                 raise AssertionError("the registry's 100% canary was not applied")
             status = c.get("/admin/status", headers=_auth(keys["admin"])).json()["traffic"]
             assert status["canary"]["source"] == "registry"
+    finally:
+        with project.stores() as stores:
+            Registry(stores).clear_traffic("churn", "prod")
+
+
+def test_a_server_restarted_during_a_canary_keeps_the_split(
+    start_server: Any, project: Project
+) -> None:
+    """The split lives in the registry, not in the server: a server killed mid-canary and
+    started again (as after a crash or a deploy) serves the same shares at once."""
+    rows = project.rows(1)
+    project.set_alias("cand", 2)
+    with project.stores() as stores:
+        Registry(stores).set_traffic("churn", "churn@cand", 50, alias="prod", mode="canary")
+    try:
+        first = start_server("churn@prod")
+        with first.client() as c:
+            before = {c.post("/predict", json=rows).json()["role"] for _ in range(40)}
+        assert before == {"primary", "canary"}
+        first.stop(signal.SIGKILL)
+        again = start_server("churn@prod", port=first.port)
+        with again.client() as c:
+            status = c.get("/admin/status").json()["traffic"]
+            after = [c.post("/predict", json=rows).json() for _ in range(40)]
+        assert status["canary"]["percent"] == 50
+        assert status["canary"]["source"] == "registry"
+        assert {a["role"] for a in after} == {"primary", "canary"}
+        assert {a["version"] for a in after if a["role"] == "canary"} == {2}
+        again.stop()
     finally:
         with project.stores() as stores:
             Registry(stores).clear_traffic("churn", "prod")

@@ -7,5 +7,5 @@ from loopline.project.cycle import DEMO_SCENARIOS, SCENARIOS
 
 
 def test_the_cli_offers_every_scenario_and_only_those() -> None:
-    assert SCENARIO_NAMES == tuple(SCENARIOS)
+    assert tuple(SCENARIOS) == SCENARIO_NAMES
     assert set(DEMO_SCENARIOS) <= set(SCENARIOS)

@@ -75,6 +75,27 @@ def test_same_data_twice_is_one_version_and_a_change_is_a_new_one(
     assert kinds == ["churn@2", "churn@1"]
 
 
+def test_a_description_describes_its_version(stores: Stores, frame: pd.DataFrame) -> None:
+    ds = Datasets(stores)
+    ds.add("churn", frame, description="January customers")
+    changed = frame.copy()
+    changed.loc[0, "charges"] += 1.0
+    ds.add("churn", changed, description="February customers")
+    ds.add("churn", changed.iloc[:200])  # no description: none for this version
+    assert [v.description for v in ds.versions("churn")] == [
+        "January customers",
+        "February customers",
+        None,
+    ]
+    assert ds.info("churn").description == "January customers"  # the dataset keeps its own
+    # The same content again with a description describes that version; nothing new.
+    again = ds.add("churn", frame, description="January customers, all regions")
+    assert (again.version, again.created) == (1, False)
+    assert again.description == "January customers, all regions"
+    assert ds.get("churn", 1).description == "January customers, all regions"
+    assert ds.get("churn", 2).description == "February customers"
+
+
 def test_a_schema_violation_is_refused_with_the_report(stores: Stores, frame: pd.DataFrame) -> None:
     ds = Datasets(stores)
     ds.add("churn", frame)
