@@ -13,6 +13,15 @@ A criterion that reads a metric the window lacks (``performance.*`` before label
 arrive, ``latency`` of a group with no rows) is not judged on that window; a window in
 which the challenger answered nothing is *empty* (it counts toward the rollout's
 ``max_empty_windows``, not toward its bake).
+
+Realized performance in one window rests on few labels (a 20% canary in a 5-minute window
+may get a hundred): its ROC AUC moves by 0.05 from noise alone. A criterion on a
+proportion-like ``performance.*`` metric (accuracy, precision, recall, F1, ROC AUC) fails
+only when the challenger falls short by more than the noise of the two windows' labels
+allows: ``NOISE_Z`` standard errors of the difference (binomial for the proportions; for
+ROC AUC as for a quarter of the labels, a conservative stand-in for the smaller class).
+A shortfall within the noise passes, and its reason says so; the gates before the bake
+judged performance on many more rows.
 """
 
 from __future__ import annotations
@@ -25,6 +34,20 @@ if TYPE_CHECKING:
     from loopline.store.stores import Stores
 
 COMPARE = "compare."
+
+#: One-sided z of the noise allowance of label-based criteria (95%).
+NOISE_Z = 1.645
+#: performance.* metrics judged with the noise allowance, and the share of a window's
+#: labels their standard error is computed as if from.
+_PROPORTIONS = {
+    "accuracy": 1.0,
+    "balanced_accuracy": 0.5,
+    "precision": 0.5,
+    "recall": 0.5,
+    "f1": 0.5,
+    "roc_auc": 0.25,
+    "pr_auc": 0.25,
+}
 
 
 @dataclass
@@ -130,9 +153,52 @@ def judge_window(
         if lacking:
             out.skipped.append(f"{text}: no value for {', '.join(lacking)} in this window")
             continue
-        result = gate.check(values, theirs)
-        out.results.append(result.to_dict())
+        result = gate.check(values, theirs).to_dict()
+        if not result["passed"]:
+            result = _within_noise(gate, result, mine, theirs)
+        out.results.append(result)
     return out
+
+
+def _within_noise(
+    gate: Any, result: dict[str, Any], mine: dict[str, Any], theirs: dict[str, Any]
+) -> dict[str, Any]:
+    """``result`` passed instead when it compares one label-based proportion of the two
+    groups and the shortfall is within the noise of their labels (see the module)."""
+    import math
+
+    from loopline.evaluate.gates import CHAMPION
+
+    names = [n.removeprefix(CHAMPION + ".") for n in gate.metric_names]
+    metrics = {n.removeprefix("performance.") for n in names if n.startswith("performance.")}
+    if len(metrics) != 1 or any(not n.startswith("performance.") for n in names):
+        return result
+    (metric,) = metrics
+    share = _PROPORTIONS.get(metric)
+    left, right = result.get("left_value"), result.get("right_value")
+    if share is None or left is None or right is None:
+        return result
+    variance = 0.0
+    for group in (mine, theirs):
+        value = group.get(f"performance.{metric}")
+        labels = float(group.get("performance.labels") or 0.0)
+        if value is None or labels < 1:
+            return result
+        p = min(max(float(value), 0.0), 1.0)
+        variance += max(p * (1 - p), 0.01) / max(labels * share, 1.0)
+    allowance = NOISE_Z * math.sqrt(variance)
+    shortfall = abs(float(left) - float(right))
+    if shortfall > allowance:
+        return {
+            **result,
+            "reason": f"{result['reason']} (beyond the labels' noise ±{allowance:.3f})",
+        }
+    return {
+        **result,
+        "passed": True,
+        "reason": f"{result['reason']}, but within the noise of the window's labels "
+        f"(short by {shortfall:.3f}, noise ±{allowance:.3f}): not held against it",
+    }
 
 
 def _shown(name: str) -> bool:

@@ -77,6 +77,12 @@ class Timeline:
                             "window_end": None
                             if r.window_end is None
                             else r.window_end.isoformat(),
+                            "window_start": None
+                            if r.window_start is None
+                            else r.window_start.timestamp(),
+                            "window_end_ts": None
+                            if r.window_end is None
+                            else r.window_end.timestamp(),
                             "groups": [
                                 f"v{g['version']} {g['role']}: {g['rows']} rows" for g in groups
                             ],
