@@ -689,6 +689,10 @@ class Cycle:
             self.traffic.set_phase(scenario.phases[0])
             self.traffic.start()
         for phase in scenario.phases:
+            if phase.change:
+                # The world changes at a window's start, so that "windows from the change
+                # to the alarm" counts whole windows (a change mid-window half-fills one).
+                time.sleep(w - time.time() % w)
             self.traffic.set_phase(phase)
             self.on_note(f"traffic: {phase.name}")
             phase_start = time.time()

@@ -867,3 +867,60 @@ def test_canary_share_sticky_keys_and_shadow(
     traffic = guarded.get("/admin/status", headers=_bearer(keys["admin"])).json()["traffic"]
     assert traffic["canary"]["percent"] == 50
     assert traffic["shadow"]["serving"]["version"] == 2
+
+
+def test_metrics_export_the_served_versions_newest_monitor_values(
+    client: AppClient, project: Project
+) -> None:
+    """/metrics carries loopline_monitor_value for the versions the server answers with
+    (v1 here), the newest window of each series, and not a version it does not serve."""
+    from datetime import UTC, datetime, timedelta
+
+    from loopline.monitor.tables import series
+
+    now = datetime.now(UTC).replace(microsecond=0)
+    rows = []
+    for version, metric, feature, value, end in (
+        (1, "drift.share", "", 0.25, now - timedelta(minutes=10)),
+        (1, "drift.share", "", 0.5, now),  # the newest window of the series
+        (1, "feature_drift.score", "age", 0.125, now),
+        (2, "drift.share", "", 0.75, now),  # v2 is not served here
+    ):
+        rows.append(
+            {
+                "model": "churn",
+                "version": version,
+                "role": "primary",
+                "window_start": end - timedelta(minutes=5),
+                "window_end": end,
+                "metric": metric,
+                "feature": feature,
+                "value": value,
+                "threshold": None,
+                "status": "ok",
+                "rows": 100,
+                "run_id": f"gauge-test-{version}",
+                "computed_at": now,
+            }
+        )
+    with project.stores() as stores:
+        stores.db.run_write(lambda conn: conn.execute(series.insert(), rows))
+    deadline = time.monotonic() + 10  # the gauges are read at most once a poll interval
+    while True:
+        text = client.get("/metrics").text
+        if "loopline_monitor_value{" in text or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    gauges = {
+        line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("loopline_monitor_value{")
+    }
+    base = 'model="churn",version="1",role="primary"'
+    assert gauges[f'loopline_monitor_value{{{base},metric="drift.share",feature=""}}'] == 0.5
+    assert (
+        gauges[f'loopline_monitor_value{{{base},metric="feature_drift.score",feature="age"}}']
+        == 0.125
+    )
+    assert not any('version="2"' in name for name in gauges)
+    assert f"loopline_monitor_window_end_seconds{{{base}}} {now.timestamp():.3f}" in text
