@@ -63,6 +63,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/serving.py
 	$(BIN)/python bench/drift.py
 	$(BIN)/python bench/loop.py
+	$(BIN)/python bench/ui.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install (when missing) and start (when stopped) what the test suite talks to:
-# a PostgreSQL server with a `loopline` role and a `loopline_test` database, and
-# Prometheus's promtool (installed only; no Prometheus server is started here).
+# a PostgreSQL server with a `loopline` role and a `loopline_test` database,
+# Prometheus's promtool and Chromium (installed only; no Prometheus server is started here).
 set -euo pipefail
 
 SUDO=""
@@ -19,6 +19,8 @@ need=()
 command -v pg_ctlcluster >/dev/null 2>&1 || need+=(postgresql)
 # promtool (Debian's prometheus package) checks the alerting rules loopline exports.
 command -v promtool >/dev/null 2>&1 || need+=(prometheus)
+# Debian's chromium runs the web UI's browser tests (driven by Playwright, never a download).
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
 if [ "${#need[@]}" -gt 0 ]; then
     echo "installing Debian packages: ${need[*]}"
     apt_install "${need[@]}"

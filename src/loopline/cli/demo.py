@@ -93,6 +93,10 @@ def demo_command(directory: Path | None, scenarios: tuple[str, ...], as_json: bo
         )
     )
     console.print(f"Look around: cd {report.project_dir} && loopline doctor")
+    console.print(
+        f"See it in the browser: cd {report.project_dir} && loopline ui "
+        "(runs, models, deployments, monitors, alarms and the loop)"
+    )
     if report.facts.loop:
         console.print(
             "What the loop did: loopline loop history credit_risk; "

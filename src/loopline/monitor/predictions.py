@@ -665,6 +665,38 @@ class PredictionIndex:
         with self.db.read() as conn:
             return int(conn.execute(query).scalar() or 0)
 
+    def traffic(self, model: str, since: timedelta) -> list[dict[str, Any]]:
+        """Per (version, role) of ``model`` over the last ``since``: logged requests, rows
+        and the newest request's time, by version then role."""
+        import sqlalchemy as sa
+
+        from loopline.monitor.tables import prediction_index as t
+
+        query = (
+            sa.select(
+                t.c.version,
+                t.c.role,
+                sa.func.count().label("requests"),
+                sa.func.sum(t.c.rows).label("rows"),
+                sa.func.max(t.c.at).label("last_at"),
+            )
+            .where(t.c.model == model, t.c.at >= datetime.now(UTC) - since)
+            .group_by(t.c.version, t.c.role)
+            .order_by(t.c.version, t.c.role)
+        )
+        with self.db.read() as conn:
+            rows = conn.execute(query).all()
+        return [
+            {
+                "version": int(r.version),
+                "role": r.role,
+                "requests": int(r.requests),
+                "rows": int(r.rows or 0),
+                "last_at": None if r.last_at is None else to_utc(r.last_at).isoformat(),
+            }
+            for r in rows
+        ]
+
 
 __all__ = [
     "INPUT_PREFIX",

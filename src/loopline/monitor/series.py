@@ -16,6 +16,7 @@ import sqlalchemy as sa
 
 from loopline.monitor.tables import monitor_runs, series
 from loopline.store.db import dialects
+from loopline.store.db.types import to_utc
 
 if TYPE_CHECKING:
     from loopline.monitor.runner import MonitorReport
@@ -252,6 +253,52 @@ def runs(stores: Stores, model: str | None = None, limit: int = 20) -> list[dict
         }
         for r in rows
     ]
+
+
+def monitored_models(stores: Stores) -> list[dict[str, Any]]:
+    """Every model with stored windows: its name, how many windows, the newest one's end
+    and status (the newest monitoring run's), by name."""
+    newest = (
+        sa.select(monitor_runs.c.model, sa.func.max(monitor_runs.c.started_at).label("at"))
+        .group_by(monitor_runs.c.model)
+        .subquery()
+    )
+    counts = (
+        sa.select(
+            series.c.model,
+            sa.func.count(sa.distinct(series.c.window_end)).label("windows"),
+            sa.func.max(series.c.window_end).label("last_end"),
+        )
+        .group_by(series.c.model)
+        .subquery()
+    )
+    query = (
+        sa.select(counts.c.model, counts.c.windows, counts.c.last_end, monitor_runs.c.status)
+        .select_from(
+            counts.outerjoin(newest, newest.c.model == counts.c.model).outerjoin(
+                monitor_runs,
+                sa.and_(
+                    monitor_runs.c.model == newest.c.model,
+                    monitor_runs.c.started_at == newest.c.at,
+                ),
+            )
+        )
+        .order_by(counts.c.model)
+    )
+    with stores.db.read() as conn:
+        rows = conn.execute(query).all()
+    out: dict[str, dict[str, Any]] = {}
+    for r in rows:
+        out.setdefault(
+            r.model,
+            {
+                "model": r.model,
+                "windows": int(r.windows),
+                "last_window_end": None if r.last_end is None else to_utc(r.last_end).isoformat(),
+                "status": r.status,
+            },
+        )
+    return list(out.values())
 
 
 def _point(r: Any) -> Point:

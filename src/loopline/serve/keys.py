@@ -162,6 +162,19 @@ class KeyStore:
 
         return self.db.run_write(fn)
 
+    def get(self, key_id: str) -> ApiKey | None:
+        """The active key with this id, or None (unknown or revoked): for a session that
+        was opened with the key and must end when it is revoked."""
+        import sqlalchemy as sa
+
+        from loopline.serve.tables import api_keys as t
+
+        with self.db.read() as conn:
+            row = conn.execute(sa.select(t).where(t.c.key_id == key_id)).first()
+        if row is None or row.revoked_at is not None:
+            return None
+        return _key(row)
+
     def verify(self, key: str) -> ApiKey | None:
         """The active key matching ``key``, or None (unknown, malformed or revoked)."""
         import sqlalchemy as sa

@@ -246,21 +246,28 @@ def _compare(column: Any, op: str, value: Any) -> Any:
 
 
 def filter_clause(conn: sa.Connection, flt: Filter) -> Any:
+    """The WHERE clause of one filter. A param, tag or metric filter is a semi-join
+    (``id IN (SELECT run_id ... WHERE key = ? AND value ...)``): one pass over that key's
+    rows, not a lookup per run; a run without the key never matches, as before."""
     kind, key = flt.field.kind, flt.field.key
     if kind == "metrics":
-        return _compare(_metric_value(key), flt.op, float(flt.value))
-    if kind in ("params", "tags"):
-        text = _text_value(kind, key)
+        table = latest_metrics
+        condition = _compare(table.c.value, flt.op, float(flt.value))
+    elif kind in ("params", "tags"):
+        table = params if kind == "params" else tags
         number = flt.number
         if number is not None and flt.op != "like":
-            return _compare(dialects.numeric(conn, text), flt.op, number)
-        return _compare(text, flt.op, flt.value)
-    column = runs.c[key]
-    if key in TIME_ATTRIBUTES:
-        return _compare(column, flt.op, _parse_time(flt))
-    if key == "git_dirty":
-        return _compare(column, flt.op, flt.value.lower() == "true")
-    return _compare(column, flt.op, flt.value)
+            condition = _compare(dialects.numeric(conn, table.c.value), flt.op, number)
+        else:
+            condition = _compare(table.c.value, flt.op, flt.value)
+    else:
+        column = runs.c[key]
+        if key in TIME_ATTRIBUTES:
+            return _compare(column, flt.op, _parse_time(flt))
+        if key == "git_dirty":
+            return _compare(column, flt.op, flt.value.lower() == "true")
+        return _compare(column, flt.op, flt.value)
+    return runs.c.id.in_(sa.select(table.c.run_id).where(table.c.key == key, condition))
 
 
 def order_clauses(conn: sa.Connection, key: SortKey) -> list[Any]:

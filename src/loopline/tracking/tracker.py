@@ -258,39 +258,107 @@ class Tracker:
         status: str | Sequence[str] | None = None,
         parent_id: str | None = None,
         limit: int | None = 100,
+        offset: int = 0,
     ) -> list[RunRecord]:
         """Runs matching every filter, sorted (default: newest first).
 
         Filters and sort keys are text; see :mod:`loopline.tracking.search` for the syntax
         (``"metrics.f1 >= 0.8"``, ``"params.model = rf"``, ``"metrics.f1 desc"``).
+        ``offset`` skips that many matching runs first (pages of ``limit`` runs).
         """
         from loopline.tracking import search  # only readers need the filter parser
 
-        parsed = [search.parse_filter(f) for f in _as_list(filters)]
         sorting = [search.parse_sort(s) for s in _as_list(order_by)]
-        statuses = _statuses(status)
         if limit is not None and limit < 0:
             raise TrackingArgumentError(
                 f"limit must be >= 0, not {limit}", argument="limit", value=limit
             )
+        if offset < 0:
+            raise TrackingArgumentError(
+                f"offset must be >= 0, not {offset}", argument="offset", value=offset
+            )
         with self.stores.db.read() as conn:
             dialects.prepare(conn)
-            query = sa.select(runs)
-            if experiment is not None:
-                query = query.where(runs.c.experiment == experiment)
-            if statuses:
-                query = query.where(runs.c.status.in_(statuses))
-            if parent_id is not None:
-                query = query.where(runs.c.parent_id == self.resolve_run_id(parent_id))
-            for flt in parsed:
-                query = query.where(search.filter_clause(conn, flt))
+            query = self._matching(conn, sa.select(runs), experiment, filters, status, parent_id)
             for key in sorting:
                 query = query.order_by(*search.order_clauses(conn, key))
             query = query.order_by(runs.c.start_time.desc(), runs.c.id.desc())
             if limit is not None:
                 query = query.limit(limit)
+            if offset:
+                query = query.offset(offset)
             rows = conn.execute(query).all()
             return _records(conn, rows)
+
+    def count_runs(
+        self,
+        *,
+        experiment: str | None = None,
+        filters: Sequence[str] = (),
+        status: str | Sequence[str] | None = None,
+        parent_id: str | None = None,
+    ) -> int:
+        """How many runs :meth:`search_runs` would find with these arguments and no limit."""
+        with self.stores.db.read() as conn:
+            dialects.prepare(conn)
+            query = self._matching(
+                conn,
+                sa.select(sa.func.count()).select_from(runs),
+                experiment,
+                filters,
+                status,
+                parent_id,
+            )
+            return int(conn.execute(query).scalar() or 0)
+
+    def _matching(
+        self,
+        conn: sa.Connection,
+        query: Any,
+        experiment: str | None,
+        filters: Sequence[str],
+        status: str | Sequence[str] | None,
+        parent_id: str | None,
+    ) -> Any:
+        from loopline.tracking import search
+
+        parsed = [search.parse_filter(f) for f in _as_list(filters)]
+        statuses = _statuses(status)
+        if experiment is not None:
+            query = query.where(runs.c.experiment == experiment)
+        if statuses:
+            query = query.where(runs.c.status.in_(statuses))
+        if parent_id is not None:
+            query = query.where(runs.c.parent_id == self.resolve_run_id(parent_id))
+        for flt in parsed:
+            query = query.where(search.filter_clause(conn, flt))
+        return query
+
+    def experiments(self) -> list[str]:
+        """The names of every experiment with a run, sorted."""
+        with self.stores.db.read() as conn:
+            query = sa.select(runs.c.experiment).distinct().order_by(runs.c.experiment)
+            return [str(name) for name in conn.execute(query).scalars()]
+
+    def run_keys(self, experiment: str | None = None) -> dict[str, list[str]]:
+        """The param, metric and tag keys logged by any run (of ``experiment``), sorted:
+        ``{"params": [...], "metrics": [...], "tags": [...]}``."""
+        out: dict[str, list[str]] = {}
+        with self.stores.db.read() as conn:
+            for kind, table in (
+                ("params", params_table),
+                ("metrics", latest_metrics),
+                ("tags", tags_table),
+            ):
+                query = sa.select(table.c.key).distinct().order_by(table.c.key)
+                if experiment is not None:
+                    query = query.where(
+                        table.c.run_id.in_(
+                            sa.select(runs.c.id).where(runs.c.experiment == experiment)
+                        )
+                    )
+                out[kind] = [str(k) for k in conn.execute(query).scalars()]
+        return out
 
     def metric_history(self, run_id: str, key: str) -> list[MetricPoint]:
         """Every point of metric ``key`` of the run, by step (then time of logging)."""
@@ -303,6 +371,36 @@ class Tracker:
             ).all()
         return [MetricPoint(int(s), float(t), _float(v)) for s, t, v in rows]
 
+    def metric_histories(
+        self, run_ids: Sequence[str], keys: Sequence[str] | None = None
+    ) -> dict[str, dict[str, list[MetricPoint]]]:
+        """Every point of the runs' metrics (or of ``keys``), by run id then key, each in
+        the order of :meth:`metric_history`; run ids must be full ids."""
+        out: dict[str, dict[str, list[MetricPoint]]] = {run_id: {} for run_id in run_ids}
+        with self.stores.db.read() as conn:
+            for chunk in _chunks(list(run_ids)):
+                query = sa.select(
+                    metrics.c.run_id,
+                    metrics.c.key,
+                    metrics.c.step,
+                    metrics.c.timestamp,
+                    metrics.c.value,
+                ).where(metrics.c.run_id.in_(chunk))
+                if keys is not None:
+                    query = query.where(metrics.c.key.in_(list(keys)))
+                query = query.order_by(
+                    metrics.c.run_id,
+                    metrics.c.key,
+                    metrics.c.step,
+                    metrics.c.timestamp,
+                    metrics.c.id,
+                )
+                for run_id, key, step, ts, value in conn.execute(query):
+                    out[run_id].setdefault(key, []).append(
+                        MetricPoint(int(step), float(ts), _float(value))
+                    )
+        return out
+
 
 def _records(conn: sa.Connection, rows: Sequence[sa.Row[Any]]) -> list[RunRecord]:
     """Full records of ``rows`` of ll_runs, in their order, in a few queries."""
@@ -313,23 +411,28 @@ def _records(conn: sa.Connection, rows: Sequence[sa.Row[Any]]) -> list[RunRecord
     input_map: dict[str, list[RunInput]] = {i: [] for i in ids}
     artifact_map: dict[str, list[RunArtifact]] = {i: [] for i in ids}
     for chunk in _chunks(ids):
-        for r in conn.execute(
-            sa.select(params_table)
+        # Plain tuples of the columns needed, fetched at once (``all``: one fetchall, not
+        # a fetchone per row): most of the time of a large page goes to reading these.
+        for run_id, key, value in conn.execute(
+            sa.select(params_table.c.run_id, params_table.c.key, params_table.c.value)
             .where(params_table.c.run_id.in_(chunk))
             .order_by(params_table.c.key)
-        ):
-            param_map[r.run_id][r.key] = r.value
-        for r in conn.execute(
-            sa.select(tags_table).where(tags_table.c.run_id.in_(chunk)).order_by(tags_table.c.key)
-        ):
-            tag_map[r.run_id][r.key] = r.value
-        for r in conn.execute(
-            sa.select(latest_metrics)
-            .where(latest_metrics.c.run_id.in_(chunk))
-            .order_by(latest_metrics.c.key)
-        ):
-            summaries[r.run_id][r.key] = MetricSummary(
-                r.key, _float(r.value), int(r.step), float(r.timestamp), int(r.points)
+        ).all():
+            param_map[run_id][key] = value
+        for run_id, key, value in conn.execute(
+            sa.select(tags_table.c.run_id, tags_table.c.key, tags_table.c.value)
+            .where(tags_table.c.run_id.in_(chunk))
+            .order_by(tags_table.c.key)
+        ).all():
+            tag_map[run_id][key] = value
+        lm = latest_metrics.c
+        for run_id, key, value, step, ts, points in conn.execute(
+            sa.select(lm.run_id, lm.key, lm.value, lm.step, lm.timestamp, lm.points)
+            .where(lm.run_id.in_(chunk))
+            .order_by(lm.key)
+        ).all():
+            summaries[run_id][key] = MetricSummary(
+                key, math.nan if value is None else value, step, ts, points
             )
         for r in conn.execute(
             sa.select(run_inputs)
