@@ -52,6 +52,7 @@ SECTIONS: dict[str, str] = {
     "monitor": "monitoring, one table per model (loopline.monitor.settings)",
     "alarms": "alarms over the monitor's series, one table per alarm (loopline.alarm.settings)",
     "actions": "what alarms and rollouts run: webhooks, retraining ... (loopline.alarm.settings)",
+    "events": "the webhooks the project's events are delivered to (loopline.alarm.settings)",
     "loop": "the controller's retraining and rollout, one table per model (loopline.loop)",
     "controller": "the loop controller daemon: tick, lease, HTTP port (loopline.loop.settings)",
 }

@@ -19,6 +19,7 @@ listed under its first.
         IntegrityError
         AlarmError                                  alarm.errors
             ActionConfigError                       alarm.errors (also ConfigError)
+            EventNotFoundError                      alarm.errors
         DataError                                   data.errors
             IngestError                             data.errors
                 SourceNotFoundError                 data.errors
@@ -107,6 +108,10 @@ listed under its first.
         TriggerError                                trigger.errors
             BatchInputError                         trigger.errors
             BatchOutputError                        trigger.errors
+        UIError                                     ui.errors
+            UnsafeUIBindError                       ui.errors (also ConfigError)
+            PageNotFoundError                       ui.errors
+            PageArgumentError                       ui.errors
 """
 
 from __future__ import annotations

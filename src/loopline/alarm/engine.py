@@ -1,6 +1,7 @@
 """The alarm engine: evaluate rules, record state changes, run their actions exactly once.
 
-A state change and the action runs it calls for are written in one transaction (the
+A state change, its event in the audit log (``alarm.state_changed``, which ``[events]``
+webhooks receive) and the action runs it calls for are written in one transaction (the
 change is a compare-and-set on the alarm's state row, so two evaluators never record it
 twice), each run as ``pending`` in ``ll_action_runs``; the :class:`ActionRunner` then
 claims pending runs and executes them in a thread pool, recording each result. A process
@@ -324,6 +325,30 @@ class AlarmEngine:
             for r in rows
         ]
 
+    def action_runs(self, *, trigger: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+        """The newest executions of actions (whose trigger starts with ``trigger``), newest
+        first, with their results."""
+        query = sa.select(action_runs).order_by(action_runs.c.started_at.desc()).limit(limit)
+        if trigger is not None:
+            query = query.where(action_runs.c.trigger.startswith(trigger, autoescape=True))
+        with self.stores.db.read() as conn:
+            rows = conn.execute(query).all()
+        return [
+            {
+                "id": r.id,
+                "action": r.action,
+                "kind": r.kind,
+                "trigger": r.trigger,
+                "status": r.status,
+                "attempts": r.attempts,
+                "error": r.error,
+                "detail": r.detail,
+                "started_at": r.started_at.isoformat(),
+                "ended_at": None if r.ended_at is None else r.ended_at.isoformat(),
+            }
+            for r in rows
+        ]
+
     # -- evaluating -------------------------------------------------------------------------
 
     def evaluate(self, name: str, *, dry_run: bool = False) -> Evaluation:
@@ -411,6 +436,7 @@ class AlarmEngine:
                 )
             ).inserted_primary_key
             assert history_id is not None
+            _record_change(conn, alarm, previous, ev.state, ev.reason, ev.version, "rule")
             self._queue_actions(
                 conn,
                 alarm,
@@ -535,12 +561,42 @@ class AlarmEngine:
                 )
             ).inserted_primary_key
             assert history_id is not None
+            _record_change(conn, alarm, previous, state, reason, version, "alertmanager")
             self._queue_actions(
                 conn, alarm, state, previous, reason, version, [], int(history_id[0]), now
             )
             return True
 
         return bool(self.stores.db.run_write(fn, conflicts=3))
+
+
+def _record_change(
+    conn: sa.Connection,
+    alarm: AlarmSettings,
+    previous: str | None,
+    state: str,
+    reason: str,
+    version: int | None,
+    source: str,
+) -> None:
+    """The change in the project's audit log (``alarm.state_changed``), in the change's
+    own transaction: what ``[events]`` webhooks are told."""
+    from loopline.store.db.events import record_event
+
+    record_event(
+        conn,
+        "alarm.state_changed",
+        alarm.name,
+        {
+            "from": previous,
+            "to": state,
+            "reason": reason,
+            "model": alarm.model,
+            "version": version,
+            "when": alarm.when,
+            "source": source,
+        },
+    )
 
 
 def _state(r: Any) -> AlarmState:

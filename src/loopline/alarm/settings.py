@@ -18,6 +18,12 @@
     kind = "retrain"                     # also: rollback, promote, rollout (the loop's)
     model = "credit_risk"
 
+    [events]
+    webhooks = ["ops"]                   # [actions.NAME] webhooks told of every event
+    kinds = ["model.*", "rollout.*", "alarm.*", "gate.*"]   # which ones (default: all)
+    retry_for = "1d"                     # keep retrying a delivery this long
+    backfill = "1h"                      # a new webhook also gets the last hour's events
+
 An alarm's condition is one criterion of the gate language (``evaluate.gates``): names
 are the monitor's model-level metrics of a window (``drift.share``, ``quality.null_share``,
 ``performance.f1``, ``estimated.accuracy``, ``health.error_share``,
@@ -122,6 +128,96 @@ class ActionSettings:
                 )
             return value
         return self.secret
+
+
+@dataclass(frozen=True)
+class EventsSettings:
+    """The ``[events]`` table: which webhooks receive the project's events (the audit
+    log: versions registered, aliases moved, gates failed, alarms changed, rollout steps),
+    which kinds, and how long a delivery is retried (see :mod:`loopline.alarm.delivery`)."""
+
+    webhooks: tuple[str, ...] = ()
+    #: Patterns of event kinds (``model.*``, ``rollout.promoted``); ``*`` is every kind.
+    kinds: tuple[str, ...] = ("*",)
+    #: The wait after the first failed attempt; it doubles after each one, with jitter.
+    backoff_s: float = field(default=5.0, metadata={"min": 0.0, "max": 86400.0})
+    max_backoff_s: float = field(default=600.0, metadata={"min": 0.0, "max": 86400.0})
+    #: A delivery still failing this long after it was queued is given up (``failed``).
+    retry_for: str = "1d"
+    #: Deliveries attempted per pass (a controller tick, ``loopline events deliver``).
+    batch: int = field(default=100, metadata={"min": 1, "max": 10000})
+    #: What a webhook new to ``webhooks`` gets of the past: the events of this last
+    #: stretch of time ("0": none, "all": every event in the log).
+    backfill: str = "1h"
+
+    def __post_init__(self) -> None:
+        from loopline.monitor.errors import MonitorArgumentError
+        from loopline.monitor.windows import parse_duration
+
+        for pattern in self.kinds:
+            if not pattern.strip() or any(c.isspace() for c in pattern):
+                raise ValueError(
+                    f"kinds: {pattern!r} is not a pattern of event kinds; write one like "
+                    '"model.*", "rollout.promoted" or "*"'
+                )
+        if len(set(self.webhooks)) != len(self.webhooks):
+            raise ValueError("webhooks names a webhook twice")
+        try:
+            parse_duration(self.retry_for, argument="retry_for")
+            if self.backfill not in ("0", "0s", "all"):
+                parse_duration(self.backfill, argument="backfill")
+        except MonitorArgumentError as exc:
+            raise ValueError(f'{exc.message} (backfill may also be "0" or "all")') from None
+
+    @property
+    def retry_for_s(self) -> float:
+        from loopline.monitor.windows import parse_duration
+
+        return parse_duration(self.retry_for, argument="retry_for").total_seconds()
+
+    @property
+    def backfill_s(self) -> float | None:
+        """Seconds of the past a new subscriber gets; None for all of it."""
+        from loopline.monitor.windows import parse_duration
+
+        if self.backfill == "all":
+            return None
+        if self.backfill in ("0", "0s"):
+            return 0.0
+        return parse_duration(self.backfill, argument="backfill").total_seconds()
+
+    def wants(self, kind: str) -> bool:
+        """Whether events of ``kind`` are delivered."""
+        from fnmatch import fnmatchcase
+
+        return any(fnmatchcase(kind, pattern) for pattern in self.kinds)
+
+
+def events_config(settings: Settings) -> EventsSettings:
+    """The ``[events]`` table, checked: every webhook it names is an ``[actions.NAME]``
+    table of kind webhook."""
+    from loopline.config import did_you_mean, load_section
+    from loopline.errors import ConfigError
+
+    config = load_section(settings, "events", EventsSettings)
+    actions = action_configs(settings)
+    source = str(settings.config_file or "loopline.toml")
+    for name in config.webhooks:
+        action = actions.get(name)
+        if action is None:
+            raise ConfigError(
+                f"[events] webhooks names {name!r}, which no [actions.NAME] table declares"
+                f"{did_you_mean(name, actions)}",
+                source=source,
+                hint=f'Declare it: [actions.{name}] kind = "webhook", url = "https://..."',
+            )
+        if action.kind != "webhook":
+            raise ConfigError(
+                f"[events] webhooks names {name!r}, a {action.kind} action; events are "
+                "delivered to webhooks only",
+                source=source,
+            )
+    return config
 
 
 def alarm_configs(settings: Settings) -> dict[str, AlarmSettings]:

@@ -13,6 +13,10 @@ same on every retry, so a receiver can drop a duplicate.
 Responses 2xx succeed. 408, 429 and 5xx, connection errors and timeouts are retried with
 exponential backoff and jitter (honouring ``Retry-After`` up to the backoff cap); other
 4xx are final (the receiver refused the request; repeating it would not help).
+
+:meth:`WebhookAction.post` is one signed attempt and its :class:`Response`, without the
+retries: the event delivery (:mod:`loopline.alarm.delivery`) keeps its retry schedule
+in the database instead of in a sleeping thread.
 """
 
 from __future__ import annotations
@@ -34,7 +38,41 @@ from loopline.alarm.errors import ActionConfigError
 
 SIGNATURE_HEADER = "X-Loopline-Signature"
 TIMESTAMP_HEADER = "X-Loopline-Timestamp"
+EVENT_HEADER = "X-Loopline-Event"
+DELIVERY_HEADER = "X-Loopline-Delivery"
 _RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
+
+
+@dataclass(frozen=True)
+class Response:
+    """How one POST went: the HTTP status (None when no answer came), the error (None on
+    2xx), and the receiver's ``Retry-After`` in seconds, if it sent one."""
+
+    status: int | None
+    error: str | None = None
+    retry_after: float | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    @property
+    def retryable(self) -> bool:
+        """Whether repeating the request may succeed: no answer, 408, 425, 429 or 5xx."""
+        return not self.ok and (self.status is None or self.status in _RETRY_STATUSES)
+
+
+def backoff_delay(
+    attempts: int, backoff_s: float, max_backoff_s: float, retry_after: float | None = None
+) -> float:
+    """The wait before the next attempt after ``attempts`` failed ones: exponential with
+    jitter (so receivers that come back are not hit by every sender at once), at least
+    the receiver's ``Retry-After``, at most ``max_backoff_s``."""
+    delay = min(max_backoff_s, backoff_s * 2.0 ** max(0, attempts - 1))
+    delay = delay * (0.5 + random.random() / 2)
+    if retry_after is not None:
+        delay = min(max_backoff_s, max(delay, retry_after))
+    return delay
 
 
 def sign(secret: str, timestamp: int, body: bytes) -> str:
@@ -106,50 +144,52 @@ class WebhookAction:
         body = self.body(event)
         started = time.monotonic()
         attempts = 0
-        last_error = ""
         statuses: list[int | None] = []
         while True:
             attempts += 1
-            status, error, retry_after = self._post(body, event)
-            statuses.append(status)
-            if error is None:
+            response = self.post(body, kind=event.kind, delivery=event.id)
+            statuses.append(response.status)
+            detail = {"url": self.url, "status": response.status, "statuses": statuses}
+            if response.ok:
                 return ActionResult(
-                    self.name,
-                    True,
-                    attempts,
-                    time.monotonic() - started,
-                    detail={"url": self.url, "status": status, "statuses": statuses},
+                    self.name, True, attempts, time.monotonic() - started, detail=detail
                 )
-            last_error = error
-            retryable = status is None or status in _RETRY_STATUSES
-            if not retryable or attempts > self.retries:
+            if not response.retryable or attempts > self.retries:
                 return ActionResult(
                     self.name,
                     False,
                     attempts,
                     time.monotonic() - started,
-                    error=last_error,
-                    detail={"url": self.url, "status": status, "statuses": statuses},
+                    error=response.error,
+                    detail=detail,
                 )
-            delay = min(self.max_backoff_s, self.backoff_s * 2 ** (attempts - 1))
-            delay = delay * (0.5 + random.random() / 2)  # jitter: receivers recover together
-            if retry_after is not None:
-                delay = min(self.max_backoff_s, max(delay, retry_after))
-            self.sleep(delay)
+            self.sleep(
+                backoff_delay(attempts, self.backoff_s, self.max_backoff_s, response.retry_after)
+            )
 
-    def _post(self, body: bytes, event: ActionEvent) -> tuple[int | None, str | None, float | None]:
-        headers = {
+    def post(
+        self,
+        body: bytes,
+        *,
+        kind: str,
+        delivery: str,
+        headers: Mapping[str, str] | None = None,
+    ) -> Response:
+        """One POST of ``body``, signed when there is a secret; never raises for a
+        failure of the request (the response says what went wrong)."""
+        sent = {
             "Content-Type": "application/json",
             "User-Agent": "loopline-webhook",
-            "X-Loopline-Event": event.kind,
-            "X-Loopline-Delivery": event.id,
+            EVENT_HEADER: kind,
+            DELIVERY_HEADER: delivery,
             **dict(self.headers),
+            **dict(headers or {}),
         }
         if self.secret:
             stamp = int(time.time())
-            headers[TIMESTAMP_HEADER] = str(stamp)
-            headers[SIGNATURE_HEADER] = sign(self.secret, stamp, body)
-        request = urllib.request.Request(self.url, data=body, headers=headers, method="POST")
+            sent[TIMESTAMP_HEADER] = str(stamp)
+            sent[SIGNATURE_HEADER] = sign(self.secret, stamp, body)
+        request = urllib.request.Request(self.url, data=body, headers=sent, method="POST")
         try:
             with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
                 status = int(response.status)
@@ -159,13 +199,13 @@ class WebhookAction:
             retry_after = _retry_after(exc.headers.get("Retry-After") if exc.headers else None)
             text = exc.read(500).decode("utf-8", "replace").strip() if exc.fp else ""
             detail = f": {text}" if text else ""
-            return status, f"{self.url} answered HTTP {status}{detail}", retry_after
+            return Response(status, f"{self.url} answered HTTP {status}{detail}", retry_after)
         except (urllib.error.URLError, TimeoutError, OSError) as exc:
             reason = getattr(exc, "reason", exc)
-            return None, f"cannot reach {self.url}: {reason}", None
+            return Response(None, f"cannot reach {self.url}: {reason}")
         if 200 <= status < 300:
-            return status, None, None
-        return status, f"{self.url} answered HTTP {status}", None
+            return Response(status)
+        return Response(status, f"{self.url} answered HTTP {status}")
 
 
 def _retry_after(value: Any) -> float | None:

@@ -6,10 +6,18 @@ from typing import TYPE_CHECKING
 
 import click
 
-from loopline.cli.output import console, json_option, print_json, status_text, table
+from loopline.cli.output import (
+    console,
+    err_console,
+    json_option,
+    print_json,
+    status_text,
+    table,
+)
 
 if TYPE_CHECKING:
     from loopline.loop.gates import GateCheck
+    from loopline.store.stores import Stores
 
 
 def print_gate_check(result: GateCheck) -> None:
@@ -29,6 +37,24 @@ def print_gate_check(result: GateCheck) -> None:
     console.print(f"{result.model}: {verdict}")
 
 
+def _record_failures(
+    stores: Stores, results: list[GateCheck], missing: list[tuple[str, str]]
+) -> None:
+    """A ``gate.failed`` event per failed check (what ``[events]`` webhooks are told).
+    The verdict is what CI needs: a database that refuses the write gets a warning."""
+    from loopline.errors import LooplineError
+    from loopline.loop.gates import failure_event, record_failures
+
+    failures = [failure_event(r, "check") for r in results if not r.passed] + [
+        (model, {"model": model, "candidate": None, "error": why, "source": "check"})
+        for model, why in missing
+    ]
+    try:
+        record_failures(stores, failures)
+    except LooplineError as exc:
+        err_console.print(f"warning: the failed gates are not in the event log: {exc}")
+
+
 @click.command("check")
 @click.option(
     "--model",
@@ -42,7 +68,8 @@ def check_command(models: tuple[str, ...], as_json: bool) -> None:
     """Evaluate the project's gates (loopline.toml [gates.MODEL]) for CI.
 
     For each model: validate the holdout rows, evaluate the candidate and the champion on
-    them, apply the criteria. Exits 1 when any criterion fails, 0 when all pass.
+    them, apply the criteria. Exits 1 when any criterion fails, 0 when all pass; each
+    failure is recorded as a gate.failed event (loopline events ls).
     """
     from loopline.config import load_settings
     from loopline.errors import ConfigError
@@ -88,6 +115,7 @@ def check_command(models: tuple[str, ...], as_json: bool) -> None:
             results.append(result)
             if not as_json:
                 print_gate_check(result)
+        _record_failures(stores, results, missing_candidates)
     passed = all(r.passed for r in results) and not missing_candidates
     if as_json:
         checks = [r.as_dict() for r in results] + [

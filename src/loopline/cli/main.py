@@ -80,6 +80,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "loopline.cli.alarms:alarms_group",
         "Alarms over the monitor's series: states, history, a dry run, Prometheus rules.",
     ),
+    "events": (
+        "loopline.cli.events:events_group",
+        "The project's events and their delivery to webhooks: ls, show, deliver, retry.",
+    ),
     "loop": (
         "loopline.cli.loop:loop_group",
         "The closed loop: the controller, rollouts (retrain, canary, promote), pause.",
@@ -95,6 +99,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "store": (
         "loopline.cli.store:store_group",
         "Verify the artifact store: re-hash every blob, find missing ones, repair.",
+    ),
+    "ui": (
+        "loopline.ui.command:ui_command",
+        "Web UI: runs, datasets, models, deployments, monitors, alarms; JSON twins.",
     ),
 }
 

@@ -19,18 +19,29 @@ from loopline.cli.output import console, json_option, print_json, status_text, t
     "--artifacts-url",
     help="Artifact store URL to write into loopline.toml, e.g. s3://bucket/prefix.",
 )
+@click.option(
+    "--ci",
+    type=click.Choice(["github"]),
+    help="Also write a CI workflow: .github/workflows/loopline.yml (validate, test and "
+    "gate pull requests; train and promote on main).",
+)
 @json_option
 def init_command(
-    directory: Path, metadata_url: str | None, artifacts_url: str | None, as_json: bool
+    directory: Path,
+    metadata_url: str | None,
+    artifacts_url: str | None,
+    ci: str | None,
+    as_json: bool,
 ) -> None:
     """Create a project in DIRECTORY: loopline.toml (with the example's gates), both
     stores, the example pipeline and a batch of rows to score.
 
-    Running it again in an existing project changes no file; it only applies migrations.
+    Running it again in an existing project changes no file; it only applies migrations
+    (and writes the CI workflow if --ci asks for one that is missing).
     """
     from loopline.project.create import NEXT_COMMANDS, init_project
 
-    report = init_project(directory, metadata_url=metadata_url, artifacts_url=artifacts_url)
+    report = init_project(directory, metadata_url=metadata_url, artifacts_url=artifacts_url, ci=ci)
     if as_json:
         print_json(report.as_dict())
         return
@@ -40,6 +51,8 @@ def init_command(
     console.print(table(None, ["", "what"], rows))
     console.print(f"metadata  {data['metadata_url']}  (revision {report.revision_after})")
     console.print(f"artifacts {data['artifacts_url']}")
+    for note in report.notes:
+        console.print(f"note: {note}", markup=False, highlight=False)
     console.print(
         "next, in order (the example trains, gates and registers a model, then serves it):"
     )

@@ -9,7 +9,9 @@ Each tick (``[controller] tick_s``) the controller
 3. evaluates the alarms on the stored series, recording changes and queueing actions;
 4. starts the queued actions in a thread pool (webhooks, retraining ...), so a slow one
    holds up nothing else;
-5. advances each active rollout by one step, each in a worker thread of its own, so a
+5. starts a pass of the event delivery (``[events]`` webhooks: see
+   :mod:`loopline.alarm.delivery`) in a thread of its own, unless one is still running;
+6. advances each active rollout by one step, each in a worker thread of its own, so a
    retraining that takes minutes does not stop the monitors, the alarms or the other
    rollouts.
 
@@ -52,6 +54,9 @@ class ControllerStats:
     monitor_failures: int = 0
     alarm_changes: int = 0
     steps: int = 0
+    #: Event deliveries made, and attempts that failed (to be retried, or given up).
+    deliveries: int = 0
+    delivery_failures: int = 0
     errors: int = 0
     leader: bool = False
     last_error: str | None = None
@@ -67,6 +72,8 @@ class ControllerStats:
             "monitor_failures": self.monitor_failures,
             "alarm_changes": self.alarm_changes,
             "steps": self.steps,
+            "deliveries": self.deliveries,
+            "delivery_failures": self.delivery_failures,
             "errors": self.errors,
             "leader": self.leader,
             "last_error": self.last_error,
@@ -84,6 +91,7 @@ class Controller:
         holder: str | None = None,
         controller: ControllerSettings | None = None,
     ) -> None:
+        from loopline.alarm.delivery import EventDelivery
         from loopline.alarm.engine import ActionRunner, AlarmEngine, build_actions
         from loopline.alarm.settings import action_configs, alarm_configs
         from loopline.loop.actions import loop_action_factories
@@ -121,7 +129,10 @@ class Controller:
             ),
             self.loops,
         )
+        self.delivery = EventDelivery.from_settings(stores, self.settings)
         self._pool = ThreadPoolExecutor(2, thread_name_prefix="loopline-rollout")
+        self._events_pool = ThreadPoolExecutor(1, thread_name_prefix="loopline-events")
+        self._delivering: Future[None] | None = None
         self._busy: dict[str, Future[str]] = {}
         self._lock = threading.Lock()
         self.stats = ControllerStats()
@@ -182,6 +193,7 @@ class Controller:
             done["monitored"] = self.run_due_monitors(moment)
             done["changes"] = self.evaluate_alarms()
             self.runner.dispatch()
+            done["delivering"] = self.deliver_events()
             done["steps"] = self.advance_rollouts()
         except LeaseLostError as exc:
             log.warning("lost the lease: %s", exc)
@@ -207,7 +219,10 @@ class Controller:
 
     def shutdown(self, *, drain_s: float = 30.0) -> None:
         deadline = time.monotonic() + drain_s
-        for fut in list(self._busy.values()):
+        running: list[Future[Any]] = [*self._busy.values()]
+        if self._delivering is not None:
+            running.append(self._delivering)
+        for fut in running:
             left = deadline - time.monotonic()
             if left <= 0:
                 break
@@ -216,6 +231,7 @@ class Controller:
             except Exception:
                 pass
         self._pool.shutdown(wait=False, cancel_futures=True)
+        self._events_pool.shutdown(wait=False, cancel_futures=True)
         self.runner.shutdown(wait=False)
         try:
             self.lease.release()
@@ -370,6 +386,26 @@ class Controller:
                 started.append(rollout.id)
         return started
 
+    def deliver_events(self) -> bool:
+        """Start a pass of the event delivery unless one is running (a receiver that
+        times out must not hold up the tick); whether one is running now."""
+        if not self.delivery.enabled:
+            return False
+        with self._lock:
+            if self._delivering is not None and not self._delivering.done():
+                return True
+            self._delivering = self._events_pool.submit(self._deliver)
+        return True
+
+    def _deliver(self) -> None:
+        try:
+            result = self.delivery.run_once()
+        except Exception as exc:
+            self._error("delivering events", exc)
+            return
+        self.stats.deliveries += result.delivered
+        self.stats.delivery_failures += result.retrying + result.failed
+
     def _step(self, rollout_id: str) -> str:
         self.stats.steps += 1
         return self.driver.advance(rollout_id)
@@ -378,7 +414,8 @@ class Controller:
         """No rollout step and no action is running (tests and the demo wait for this)."""
         with self._lock:
             busy = any(not f.done() for f in self._busy.values())
-        return not busy and not self.runner._inflight
+            delivering = self._delivering is not None and not self._delivering.done()
+        return not busy and not delivering and not self.runner._inflight
 
     def status(self) -> dict[str, Any]:
         """What ``loopline loop status`` shows: the lease, rollouts, monitors, alarms."""

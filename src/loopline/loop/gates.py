@@ -25,6 +25,7 @@ in the layer of the loop controller that drives promotions.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -126,6 +127,38 @@ class GateCheck:
             "champion_metrics": self.champion_eval.metrics if self.champion_eval else None,
             "notes": self.notes,
         }
+
+
+#: The audit log's kind for a candidate its gates stopped (``[events]`` webhooks get it).
+GATE_FAILED = "gate.failed"
+
+
+def failure_event(check: GateCheck, source: str) -> tuple[str, dict[str, Any]]:
+    """The subject and detail of the ``gate.failed`` event of a failed ``check``;
+    ``source`` says who checked (``check``, ``rollout``)."""
+    return check.candidate.ref, {
+        "model": check.model,
+        "candidate": check.candidate.ref,
+        "champion": check.champion.ref if check.champion else None,
+        "data": check.data_ref,
+        "summary": check.verdict.summary(),
+        "failing": check.verdict.reasons,
+        "source": source,
+    }
+
+
+def record_failures(stores: Stores, failures: Sequence[tuple[str, Mapping[str, Any]]]) -> None:
+    """One ``gate.failed`` event per (subject, detail), in one transaction."""
+    from loopline.store.db.events import record_event
+
+    if not failures:
+        return
+
+    def fn(conn: Any) -> None:
+        for subject, detail in failures:
+            record_event(conn, GATE_FAILED, subject, detail)
+
+    stores.db.run_write(fn)
 
 
 def gate_configs(settings: Settings) -> dict[str, GateConfig]:

@@ -135,6 +135,8 @@ def controller_metrics(controller: Controller) -> bytes:
     """The controller's own metrics, in the Prometheus text format."""
     import sqlalchemy as sa
 
+    from loopline.alarm.delivery import STATUSES as DELIVERY_STATUSES
+    from loopline.alarm.delivery import delivery_counts
     from loopline.alarm.rules import STATES as ALARM_STATES
     from loopline.loop.rollout import STATES
     from loopline.loop.tables import rollouts
@@ -214,6 +216,18 @@ def controller_metrics(controller: Controller) -> bytes:
             )
             for name in sorted(controller.alarms)
             for st in ALARM_STATES
+        ],
+    )
+    deliveries = delivery_counts(controller.stores)
+    subscribers = sorted({name for name, _ in deliveries} | set(controller.delivery.hooks))
+    metric(
+        "loopline_event_deliveries",
+        "gauge",
+        "Deliveries of events to each [events] webhook, by status.",
+        [
+            (f'subscriber="{name}",status="{st}"', float(deliveries.get((name, st), 0)))
+            for name in subscribers
+            for st in DELIVERY_STATUSES
         ],
     )
     return ("\n".join(lines) + "\n").encode()

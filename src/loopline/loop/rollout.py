@@ -33,7 +33,7 @@ from __future__ import annotations
 import logging
 import traceback
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -475,10 +475,12 @@ class RolloutDriver:
         reason: str,
         *,
         detail: Mapping[str, Any] | None = None,
+        also: Sequence[tuple[str, str, Mapping[str, Any]]] = (),
         **values: Any,
     ) -> None:
         """Record the transition ``rollout.state -> to_state`` (with ``values``), its event
-        and its notifications, in one transaction checked against the lease."""
+        and its notifications, in one transaction checked against the lease; ``also``
+        are further events (kind, subject, detail) of the same step."""
         from loopline.alarm.actions import ActionEvent
         from loopline.alarm.engine import enqueue
         from loopline.store.db.events import record_event
@@ -525,9 +527,18 @@ class RolloutDriver:
                 conn,
                 f"rollout.{to_state}",
                 f"{rollout.model}:{rollout.id}",
-                {"from": rollout.state, "reason": reason},
+                {
+                    "from": rollout.state,
+                    "reason": reason,
+                    "champion_version": values.get("champion_version", rollout.champion_version),
+                    "challenger_version": values.get(
+                        "challenger_version", rollout.challenger_version
+                    ),
+                },
                 actor=ACTOR,
             )
+            for kind, subject, extra in also:
+                record_event(conn, kind, subject, _jsonable(dict(extra)), actor=ACTOR)
             event = ActionEvent(
                 kind=f"rollout.{to_state}",
                 subject=rollout.id,
@@ -843,7 +854,7 @@ class RolloutDriver:
     def _gating(self, r: Rollout, cfg: LoopSettings) -> None:
         from dataclasses import replace
 
-        from loopline.loop.gates import check_candidate, gate_configs
+        from loopline.loop.gates import GATE_FAILED, check_candidate, failure_event, gate_configs
 
         assert r.challenger_version is not None
         assert r.champion_version is not None
@@ -900,12 +911,19 @@ class RolloutDriver:
             if status == "fail"
         ]
         if not verdict["passed"]:
+            gate_events = []
+            for name, c in checks:
+                if not c.passed:
+                    subject, gate_detail = failure_event(c, "rollout")
+                    gate_detail.update(on=name, rollout=r.id)
+                    gate_events.append((GATE_FAILED, subject, gate_detail))
             self._move(
                 r,
                 REFUSED,
                 f"{challenger.ref} failed the gates: " + "; ".join(failing[:6]),
                 verdict=verdict,
                 detail={"failing": failing},
+                also=gate_events,
             )
             return
         self._build_reference(challenger)

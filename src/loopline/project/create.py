@@ -5,6 +5,7 @@ copied to ``pipelines/example.py`` so it can be read and changed, with its gates
 into ``loopline.toml`` and a batch of new, unlabelled applications in
 ``data/new_applications.csv``: ``loopline run pipelines/example.py``, ``loopline check``,
 ``loopline serve credit_risk@champion`` and ``loopline predict`` work in that order.
+``ci="github"`` also writes a GitHub Actions workflow running them (:mod:`.ci`).
 """
 
 from __future__ import annotations
@@ -42,6 +43,8 @@ class InitReport:
     kept: list[str] = field(default_factory=list)
     revision_before: str | None = None
     revision_after: str = ""
+    #: Things to know about the project as written (a gate CI cannot pin ...).
+    notes: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -53,6 +56,7 @@ class InitReport:
             "kept": self.kept,
             "revision_before": self.revision_before,
             "revision": self.revision_after,
+            "notes": self.notes,
             "next": list(NEXT_COMMANDS),
         }
 
@@ -63,9 +67,11 @@ def init_project(
     metadata_url: str | None = None,
     artifacts_url: str | None = None,
     environ: dict[str, str] | None = None,
+    ci: str | None = None,
 ) -> InitReport:
     """Create (or complete) the project in ``target``. Safe to run again: it never
-    overwrites a file and only applies missing migrations."""
+    overwrites a file and only applies missing migrations. ``ci`` (``"github"``) also
+    writes the CI workflow."""
     target = target.expanduser().resolve()
     if target.exists() and not target.is_dir():
         raise ProjectError(
@@ -106,6 +112,23 @@ def init_project(
     else:
         _write_example_batch(batch)
         created.append(str(EXAMPLE_BATCH))
+
+    notes: list[str] = []
+    if ci is not None:
+        from loopline.examples.credit_risk.pipeline import DATASET
+        from loopline.project.ci import WorkflowInputs, unpinned_holdouts, write_ci
+
+        inputs = WorkflowInputs(
+            pipeline=EXAMPLE_PIPELINE.as_posix(), dataset=DATASET, batch=EXAMPLE_BATCH.as_posix()
+        )
+        written, new = write_ci(target, ci, inputs)
+        (created if new else kept).append(written)
+        notes.extend(unpinned_holdouts(settings))
+        notes.append(
+            f"CI: commit {written}, and give the repository the secrets "
+            "LOOPLINE_METADATA_URL and LOOPLINE_ARTIFACTS_URL (the shared stores; see the "
+            "file's comments)"
+        )
 
     gitignore = target / ".gitignore"
     store_rel = _relative(settings.store_dir, target)
@@ -149,7 +172,7 @@ def init_project(
         )
     finally:
         db.dispose()
-    return InitReport(target, settings, created, kept, before, after)
+    return InitReport(target, settings, created, kept, before, after, notes)
 
 
 def _write_example_batch(path: Path) -> None:

@@ -313,6 +313,20 @@ class Registry:
             ).all()
         return [_version(row, held) for row in rows]
 
+    def versions_by_run(self, run_ids: Iterable[str]) -> list[ModelVersion]:
+        """The versions (of any model) registered by these runs, by model then version."""
+        wanted = list(dict.fromkeys(run_ids))
+        if not wanted:
+            return []
+        with self.stores.db.read() as conn:
+            rows = conn.execute(
+                sa.select(model_versions)
+                .where(model_versions.c.run_id.in_(wanted))
+                .order_by(model_versions.c.model, model_versions.c.version)
+            ).all()
+            held = {name: _aliases.aliases_of(conn, name) for name in {r.model for r in rows}}
+        return [_version(row, held[row.model]) for row in rows]
+
     def get(self, name: str, version: int | None = None) -> ModelVersion:
         """Version ``version`` of ``name``, or its latest when None."""
         check_name(name)
@@ -438,7 +452,8 @@ class Registry:
 
         ``check(candidate, champion)`` returns a verdict with ``.passed``. A failing
         verdict raises PromotionRefusedError (carrying the verdict) unless ``force`` is
-        True with a non-empty ``reason``; the move is then recorded as forced.
+        True with a non-empty ``reason``; the move is then recorded as forced. A refusal
+        is recorded in the audit log as a ``gate.failed`` event.
 
         With a check, the verdict judges the candidate against the holder read first, and
         the move happens only if that holder still holds the alias (compare-and-set): when
@@ -469,9 +484,29 @@ class Registry:
             }
             if not bool(getattr(verdict, "passed", False)):
                 if not force:
+                    self._record_refusal(candidate, champion, alias, verdict)
                     raise PromotionRefusedError(name, int(version), alias, verdict)
                 forced = True
         return self._move(name, alias, int(version), "promote", actor, reason, forced, detail, held)
+
+    def _record_refusal(
+        self, candidate: ModelVersion, champion: ModelVersion | None, alias: str, verdict: Any
+    ) -> None:
+        """A ``gate.failed`` event for a promotion its gates refused."""
+        summary = _verdict_summary(verdict)
+        reasons = getattr(verdict, "reasons", None)
+        detail = {
+            "model": candidate.name,
+            "candidate": candidate.ref,
+            "champion": None if champion is None else champion.ref,
+            "alias": alias,
+            "summary": summary.get("summary") if isinstance(summary, Mapping) else None,
+            "failing": [str(r) for r in reasons] if reasons is not None else [],
+            "source": "promote",
+        }
+        self.stores.db.run_write(
+            lambda conn: record_event(conn, "gate.failed", candidate.ref, _json_safe(detail))
+        )
 
     def rollback(
         self,
