@@ -231,7 +231,16 @@ def test_project_on_s3_and_postgres(
     assert "PostgreSQL" in checks["metadata store"]["detail"]
     assert checks["artifact store"]["where"] == s3_url
     out = json.loads(
-        run("demo", "--dir", str(tmp_path / "p"), "--json", cwd=tmp_path, env=env).stdout
+        run(
+            "demo",
+            "--dir",
+            str(tmp_path / "p"),
+            "--scenario",
+            "none",
+            "--json",
+            cwd=tmp_path,
+            env=env,
+        ).stdout
     )
     assert out["artifacts_url"] == s3_url
     assert any(i["where"].startswith(s3_url) for i in out["items"])

@@ -44,6 +44,11 @@ class MonitorGauges:
         self._text = b""
         self._at = -math.inf
 
+    def invalidate(self) -> None:
+        """Read the database again at the next scrape (``POST /admin/reload`` does)."""
+        with self._lock:
+            self._at = -math.inf
+
     def text(self) -> bytes:
         """The exposition text of the gauges (cached for ``ttl_s``)."""
         with self._lock:

@@ -37,7 +37,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -483,8 +483,11 @@ class Hooks:
 class Server:
     """``loopline serve credit_risk@champion`` in a subprocess."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, environ: Mapping[str, str] | None = None) -> None:
         self.root = root
+        #: The stores' settings come from here (as for the controller); the [serve] table
+        #: of the cycle's loopline.toml decides the server's own settings.
+        self.environ = dict(os.environ if environ is None else environ)
         self.proc: subprocess.Popen[str] | None = None
         self.port = 0
         self.log = root / ".loopline" / "cycle-server.log"
@@ -495,7 +498,10 @@ class Server:
         from loopline.serve.errors import ServeError
 
         self.log.parent.mkdir(parents=True, exist_ok=True)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("LOOPLINE_")}
+        env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith("LOOPLINE_")},
+            **{k: v for k, v in self.environ.items() if not k.startswith("LOOPLINE_SERVE_")},
+        }
         out = self.log.open("w")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "loopline", "serve", f"{MODEL}@champion", "--port", "0"],
@@ -617,13 +623,15 @@ class Cycle:
         *,
         on_entry: Callable[[Entry], None] | None = None,
         on_note: Callable[[str], None] | None = None,
+        environ: Mapping[str, str] | None = None,
     ) -> None:
         self.root = root
+        self.environ = environ
         self.cfg = cfg
         self.hooks = hooks
         self.on_entry = on_entry or (lambda _: None)
         self.on_note = on_note or (lambda _: None)
-        self.server = Server(root)
+        self.server = Server(root, environ)
         self._stores: Stores | None = None
         self.controller: Controller | None = None
         self._stop = threading.Event()
@@ -637,7 +645,7 @@ class Cycle:
 
         port = self.server.start()
         self.on_note(f"serving {MODEL}@champion on http://127.0.0.1:{port}")
-        settings = settings_for(self.root, environ={})
+        settings = settings_for(self.root, environ=self.environ)
         self._stores = Stores.open(settings)
         self.controller = Controller(self._stores, settings)
         self._thread = threading.Thread(

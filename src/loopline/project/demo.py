@@ -184,6 +184,8 @@ class DemoContext:
     #: loop stage sees it, and with each of its notes (traffic phases, the server).
     on_entry: Callable[[Entry], None] | None = None
     on_note: Callable[[str], None] | None = None
+    #: Where the stores' settings come from (None: the process's environment).
+    environ: dict[str, str] | None = None
 
     def add(self, stage: str, what: str, where: str, detail: str) -> None:
         self.items.append(Item(stage, what, where, detail))
@@ -510,7 +512,14 @@ def stage_loop(ctx: DemoContext) -> None:
         toml = ctx.project_dir / "loopline.toml"
         text = toml.read_text().split(LOOP_MARKER)[0].rstrip("\n")
         toml.write_text(f"{text}\n\n{LOOP_MARKER}\n{loop_toml(cfg, hooks.url)}")
-        with Cycle(ctx.project_dir, cfg, hooks, on_entry=ctx.on_entry, on_note=ctx.on_note) as c:
+        with Cycle(
+            ctx.project_dir,
+            cfg,
+            hooks,
+            on_entry=ctx.on_entry,
+            on_note=ctx.on_note,
+            environ=ctx.environ,
+        ) as c:
             played = []
             for name in ctx.scenarios:
                 scenario = SCENARIOS[name]
@@ -620,6 +629,7 @@ def run_demo(
         scenarios=chosen,
         on_entry=on_entry,
         on_note=on_note,
+        environ=environ,
     )
     ctx.add(
         "init",

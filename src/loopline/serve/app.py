@@ -190,7 +190,8 @@ class ServerApp:
             stores,
             self.parsed.name,
             lambda: self.inference.versions() if self.traffic is not None else (),
-            ttl_s=max(1.0, self.serve.poll_interval_s),
+            # As fresh as the registry, but never staler than 10 s: alerting reads them.
+            ttl_s=min(10.0, max(1.0, self.serve.poll_interval_s)),
         )
         if self.serve.log_predictions:
             self.log_writer = PredictionLogWriter(

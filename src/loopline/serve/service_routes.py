@@ -158,6 +158,8 @@ class ServiceRoutes:
         await self.auth.require(request, "admin")
         server = self.server
         result = await server.refresh()
+        if server.monitor_gauges is not None:
+            server.monitor_gauges.invalidate()  # the next scrape reads the newest values
         supervisor = server.worker.supervisor_pid
         if supervisor:
             with contextlib.suppress(OSError):

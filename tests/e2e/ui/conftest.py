@@ -37,8 +37,11 @@ def _missing() -> str | None:
     return None
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
+    """Chromium for one module. Playwright's sync API keeps an event loop running in the
+    main thread until it stops: held for the session, every later test that runs its own
+    loop (asyncio.run) would fail, so it stops with the module."""
     missing = _missing()
     if missing is not None:
         message = f"{missing}: run make test, or bash scripts/services.sh to install it"

@@ -56,7 +56,7 @@ def test_feedback_import(project: Project, tmp_path: Path) -> None:
 
 def test_serve_refuses_an_exposed_address_without_auth(project: Project) -> None:
     proc = run(project, "serve", "churn@prod", "--host", "0.0.0.0", check=False)
-    assert proc.returncode == 1
+    assert proc.returncode == 2  # a configuration error
     assert "without authentication" in proc.stderr
     missing = run(project, "serve", "churn@nope", check=False)
     assert missing.returncode == 1
