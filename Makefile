@@ -7,6 +7,10 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 PG_URL ?= postgresql+psycopg://loopline:loopline@127.0.0.1:5432/loopline_test
+# The suite waits on subprocesses, servers and the database more than it computes: two
+# workers (whole files each, so module fixtures stay in one process) take about 10 minutes
+# where one takes 15.
+TEST_WORKERS ?= 2
 
 .PHONY: demo test unit check lint format typecheck services bench clean
 
@@ -16,7 +20,7 @@ demo: $(STAMP)
 test: $(STAMP) services
 	$(MAKE) --no-print-directory check
 	LOOPLINE_TEST_POSTGRES_URL="$(PG_URL)" LOOPLINE_REQUIRE_POSTGRES=1 \
-		$(BIN)/python -m pytest $(PYTEST_ARGS)
+		$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 # Unit and contract tests without any service: no PostgreSQL, no S3 server, no subprocess
 # of the command (tests/conftest.py marks those), none of the slow ones; well under a
