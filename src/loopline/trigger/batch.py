@@ -409,6 +409,10 @@ class ChunkScorer:
         self.classifier = loaded.is_classifier and hasattr(loaded.model, "predict_proba")
         classes = loaded.classes_ if self.classifier else None
         self.classes = None if classes is None else np.asarray(classes)
+        #: The predicted class is the most probable one (read off predict_proba, so the
+        #: model runs once per chunk): for the estimators known to predict that way, and
+        #: checked against predict() on the first chunk (None: not checked yet).
+        self._argmax: bool | None = None if _predicts_argmax(loaded.model) else False
         self.run_id = secrets.token_hex(6)
         #: Types of the pass-through columns of a text (CSV) input, from its first chunk.
         self._passthrough: dict[str, Any] = {}
@@ -523,11 +527,21 @@ class ChunkScorer:
         outputs: dict[str, Any] = {}
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            outputs[PREDICTION] = np.asarray(self.loaded.predict(frame))
-            if self.classes is not None:
-                proba = np.asarray(self.loaded.predict_proba(frame), dtype=np.float64)
-                for i, label in enumerate(self.classes.tolist()):
-                    outputs[f"{PROBA_PREFIX}{label}"] = proba[:, i]
+            if self.classes is None:
+                outputs[PREDICTION] = np.asarray(self.loaded.predict(frame))
+                return outputs
+            proba = np.asarray(self.loaded.predict_proba(frame), dtype=np.float64)
+            if self._argmax is False:
+                outputs[PREDICTION] = np.asarray(self.loaded.predict(frame))
+            else:
+                picked = self.classes[np.argmax(proba, axis=1)]
+                if self._argmax is None:
+                    predicted = np.asarray(self.loaded.predict(frame))
+                    self._argmax = bool(np.array_equal(predicted, picked))
+                    picked = predicted
+                outputs[PREDICTION] = picked
+            for i, label in enumerate(self.classes.tolist()):
+                outputs[f"{PROBA_PREFIX}{label}"] = proba[:, i]
         return outputs
 
     def _log(
@@ -855,3 +869,25 @@ __all__ = [
     "predict_file",
     "score_file",
 ]
+
+
+#: Classifiers whose predict() is the class of highest predict_proba() (a softmax or a
+#: vote share read off one pass), by class name; the last step of a pipeline counts.
+_ARGMAX_CLASSIFIERS = frozenset(
+    {
+        "LogisticRegression",
+        "RandomForestClassifier",
+        "ExtraTreesClassifier",
+        "DecisionTreeClassifier",
+        "GradientBoostingClassifier",
+        "HistGradientBoostingClassifier",
+        "LGBMClassifier",
+        "XGBClassifier",
+    }
+)
+
+
+def _predicts_argmax(model: Any) -> bool:
+    steps = getattr(model, "steps", None)
+    final = steps[-1][1] if isinstance(steps, list) and steps else model
+    return type(final).__name__ in _ARGMAX_CLASSIFIERS

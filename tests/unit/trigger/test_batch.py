@@ -215,3 +215,16 @@ def test_the_predict_command_prints_a_json_summary(
     summary = json.loads(result.output)
     assert (summary["rows_scored"], summary["rows_invalid"]) == (9, 0)
     assert len(pd.read_csv(tmp_path / "out.csv")) == 9
+
+
+def test_the_class_is_read_off_the_probabilities_only_for_argmax_classifiers() -> None:
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.svm import SVC
+
+    assert batch._predicts_argmax(make_pipeline(StandardScaler(), LogisticRegression()))
+    assert batch._predicts_argmax(LogisticRegression())
+    # SVC's predict follows its decision function, not its Platt probabilities.
+    assert not batch._predicts_argmax(SVC(probability=True))
+    assert not batch._predicts_argmax(make_pipeline(StandardScaler(), SVC(probability=True)))
