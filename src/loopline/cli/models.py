@@ -341,15 +341,11 @@ def _monitor_reference(stores: Any, reg: Any, mv: Any) -> tuple[str | None, str 
     """Build the version's monitoring reference now, from its training data, so the first
     monitored window does not wait for it: (what it was built from, None) or (None, why
     not)."""
-    from loopline.monitor.errors import MonitorError
-    from loopline.monitor.reference import model_reference
+    from loopline.monitor.reference import try_model_reference
 
-    try:
-        with err_console.status("building the monitoring reference"):
-            built = model_reference(stores, mv, registry=reg)
-    except MonitorError as exc:
-        return None, str(exc)
-    return f"the training data {built.dataset}", None
+    with err_console.status("building the monitoring reference"):
+        built, why = try_model_reference(stores, mv, registry=reg)
+    return (None, why) if built is None else (f"the training data {built.dataset}", None)
 
 
 @models_group.command("alias")

@@ -939,13 +939,11 @@ class RolloutDriver:
         """The challenger's monitoring reference, built (and stored) before it takes
         traffic, so the first bake window is judged without waiting for it. A version
         the monitor cannot describe still deploys: its windows say why."""
-        from loopline.monitor.errors import MonitorError
-        from loopline.monitor.reference import model_reference
+        from loopline.monitor.reference import try_model_reference
 
-        try:
-            model_reference(self.stores, challenger, registry=self.registry)
-        except MonitorError as exc:
-            log.warning("no monitoring reference for %s: %s", challenger.ref, exc)
+        built, why = try_model_reference(self.stores, challenger, registry=self.registry)
+        if built is None:
+            log.warning("no monitoring reference for %s: %s", challenger.ref, why)
 
     def _split_is_ours(self, r: Rollout, split: TrafficSplit | None) -> bool:
         return (

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from loopline.monitor.errors import MonitorReferenceError
+from loopline.monitor.errors import MonitorError, MonitorReferenceError
 from loopline.monitor.estimate import Calibration
 from loopline.monitor.multivariate import AnomalyScorer, Encoder, PcaDrift, sample_rows
 from loopline.monitor.sketches import (
@@ -374,6 +374,18 @@ def model_reference(
 
     stores.db.run_write(save, conflicts=5)
     return reference
+
+
+def try_model_reference(
+    stores: Stores, mv: ModelVersion, *, registry: Registry | None = None
+) -> tuple[ModelReference | None, str | None]:
+    """:func:`model_reference` of ``mv`` against its training data, built now if it was
+    not, for callers that go on without one (a registration, a rollout about to deploy):
+    ``(reference, None)``, or ``(None, why not)`` when the monitor cannot describe it."""
+    try:
+        return model_reference(stores, mv, registry=registry), None
+    except MonitorError as exc:
+        return None, str(exc)
 
 
 def _build_for_version(

@@ -338,6 +338,10 @@ class Traffic:
             self.phase = phase
             self._cursor = 0
 
+    @property
+    def running(self) -> bool:
+        return bool(self._threads)
+
     def start(self) -> None:
         for target, name in ((self._send, "send"), (self._feedback, "feedback")):
             thread = threading.Thread(target=target, name=f"loopline-cycle-{name}", daemon=True)
@@ -502,15 +506,15 @@ class Server:
             **{k: v for k, v in os.environ.items() if not k.startswith("LOOPLINE_")},
             **{k: v for k, v in self.environ.items() if not k.startswith("LOOPLINE_SERVE_")},
         }
-        out = self.log.open("w")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "loopline", "serve", f"{MODEL}@champion", "--port", "0"],
-            cwd=self.root,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
+        with self.log.open("w") as out:  # the child writes to its own copy of the file
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "loopline", "serve", f"{MODEL}@champion", "--port", "0"],
+                cwd=self.root,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             text = self.log.read_text()
@@ -519,18 +523,21 @@ class Server:
                 self.port = int(found.group(1))
                 break
             if self.proc.poll() is not None:
+                text = self.log.read_text()  # all it wrote before it exited
                 raise ServeError(
                     f"The model server exited before it listened (log {self.log}): {text[-2000:]}"
                 )
             time.sleep(0.05)
         while time.monotonic() < deadline:
+            conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
             try:
-                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
                 conn.request("GET", "/health/ready")
                 if conn.getresponse().status == 200:
                     return self.port
             except OSError:
                 pass
+            finally:
+                conn.close()
             time.sleep(0.1)
         raise ServeError(
             f"The model server did not get ready within {timeout_s:g} s (log {self.log}): "
@@ -693,7 +700,7 @@ class Cycle:
         w = self.cfg.window_s
         change_at: float | None = None
         alarm_at: float | None = None
-        if not self.traffic._threads:
+        if not self.traffic.running:
             self.traffic.set_phase(scenario.phases[0])
             self.traffic.start()
         for phase in scenario.phases:

@@ -472,12 +472,9 @@ class ChunkScorer:
             spec = self.specs.get(name)
             if spec is None or spec.kind not in ("float", "integer"):
                 continue
-            target = pa.float64() if spec.kind == "float" else pa.int64()
-            try:
-                column = table.column(i).cast(target)
-            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-                continue
-            table = table.set_column(i, name, column)
+            column = _cast(table.column(i), pa.float64() if spec.kind == "float" else pa.int64())
+            if column is not None:
+                table = table.set_column(i, name, column)
         return table
 
     def _passthrough_from_text(self, table: Any, first_row: int) -> Any:
@@ -490,22 +487,21 @@ class ChunkScorer:
                 continue
             column = table.column(i)
             known = self._passthrough.get(name)
+            cast = None
             if known is None:
                 known = pa.string()
                 if column.null_count < len(column):
                     for candidate in (pa.int64(), pa.float64(), pa.bool_()):
-                        try:
-                            column.cast(candidate)
-                        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-                            continue
-                        known = candidate
-                        break
+                        cast = _cast(column, candidate)
+                        if cast is not None:
+                            known = candidate
+                            break
                 self._passthrough[name] = known
             if known == pa.string():
                 continue
-            try:
-                table = table.set_column(i, name, column.cast(known))
-            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            if cast is None:
+                cast = _cast(column, known)
+            if cast is None:
                 at, value = _first_unfit(column, known)
                 raise BatchInputError(
                     "the input",
@@ -513,7 +509,8 @@ class ChunkScorer:
                     f"{first_row + at} holds {value!r}",
                     hint="Give the column one type through the file (or a larger "
                     "--chunk-rows, so the first chunk sees such values)",
-                ) from None
+                )
+            table = table.set_column(i, name, cast)
         return table
 
     def _predict(self, columns: dict[str, Any]) -> dict[str, Any]:
@@ -591,16 +588,22 @@ class ChunkScorer:
         return pa.table(data)
 
 
+def _cast(column: Any, kind: Any) -> Any | None:
+    """``column`` cast to the Arrow type ``kind`` (in C), or None when a cell does not fit."""
+    import pyarrow as pa
+
+    try:
+        return column.cast(kind)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None
+
+
 def _first_unfit(column: Any, kind: Any) -> tuple[int, Any]:
     """The first cell of a text ``column`` that does not cast to ``kind``, and its value."""
     import pyarrow as pa
 
     for i, value in enumerate(column.to_pylist()):
-        if value is None:
-            continue
-        try:
-            pa.array([value], type=pa.string()).cast(kind)
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        if value is not None and _cast(pa.array([value], type=pa.string()), kind) is None:
             return i, value
     return 0, None
 
