@@ -22,11 +22,11 @@ test: $(STAMP) services
 	LOOPLINE_TEST_POSTGRES_URL="$(PG_URL)" LOOPLINE_REQUIRE_POSTGRES=1 \
 		$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
-# Unit and contract tests without any service: no PostgreSQL, no S3 server, no subprocess
+# Unit and contract tests without any service: no PostgreSQL, no S3 server, no Ray, no subprocess
 # of the command (tests/conftest.py marks those), none of the slow ones; well under a
 # minute. The test plugins of schemathesis and hypothesis (used by tests/integration only)
 # are not loaded. A selection that runs nothing exits 5, and fails, like any other error.
-UNIT_MARKERS := not postgres and not s3 and not e2e and not slow
+UNIT_MARKERS := not postgres and not s3 and not e2e and not slow and not ray
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest tests/unit tests/contract -m "$(UNIT_MARKERS)" \

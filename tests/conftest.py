@@ -6,6 +6,8 @@
   ``LOOPLINE_TEST_POSTGRES_URL`` (``make test`` starts it); tests marked ``postgres`` are
   skipped without it, unless ``LOOPLINE_REQUIRE_POSTGRES=1`` (set by ``make test``), which
   turns a missing server into a failure so CI can never skip them silently.
+- ``ray_executor``: a local Ray instance (``ray.init(num_cpus=2)``), one per test process;
+  tests using it are marked ``ray``.
 - ``metadata_url``: parametrised over SQLite and PostgreSQL, for tests of the stores.
 - ``stores`` / ``sqlite_stores``: a migrated project store (artifacts in a local folder) on
   each metadata backend, or on SQLite only for logic that does not depend on it.
@@ -24,6 +26,7 @@ import pytest
 
 from e2e.cli import free_port
 from loopline.config import S3Settings, settings_for
+from loopline.execute import Executor
 from loopline.store.db import migrate
 from loopline.store.db.engine import Database
 from loopline.store.stores import Stores
@@ -35,7 +38,7 @@ S3_REGION = "us-east-1"
 
 _E2E = Path(__file__).parent / "e2e"
 #: A test using one of these fixtures needs that service: it gets the marker.
-_SERVICE_FIXTURES = {"postgres_url": "postgres", "s3_endpoint": "s3"}
+_SERVICE_FIXTURES = {"postgres_url": "postgres", "s3_endpoint": "s3", "ray_executor": "ray"}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -107,6 +110,20 @@ def s3_env(s3_settings: S3Settings) -> dict[str, str]:
         "AWS_SECRET_ACCESS_KEY": S3_SECRET,
         "AWS_DEFAULT_REGION": S3_REGION,
     }
+
+
+@pytest.fixture(scope="session")
+def ray_executor() -> Iterator[Executor]:
+    """A Ray executor over a local Ray instance with 2 CPUs, one per test process."""
+    import ray
+
+    from loopline.execute.ray import RayExecutor
+
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR", namespace="loopline")
+    try:
+        yield RayExecutor()
+    finally:
+        ray.shutdown()
 
 
 def _postgres_server_url() -> str | None:

@@ -55,6 +55,7 @@ SECTIONS: dict[str, str] = {
     "events": "the webhooks the project's events are delivered to (loopline.alarm.settings)",
     "loop": "the controller's retraining and rollout, one table per model (loopline.loop)",
     "controller": "the loop controller daemon: tick, lease, HTTP port (loopline.loop.settings)",
+    "executor": "where steps, trials and batch chunks run: local or ray (loopline.execute)",
 }
 
 

@@ -73,7 +73,21 @@ def _print_notes(result: Any) -> None:
     "--workers",
     type=click.IntRange(1, 64),
     default=None,
-    help="Steps run at once (default: up to 4).",
+    help="Steps run at once (default: up to 4 locally, the cluster's CPUs on Ray).",
+)
+@click.option(
+    "--executor",
+    "executor_kind",
+    type=click.Choice(["local", "ray"]),
+    default=None,
+    help="Where steps run: threads of this process, or Ray tasks (default: [executor]).",
+)
+@click.option(
+    "--address",
+    metavar="ADDRESS",
+    default=None,
+    help="The Ray cluster (ray://HOST:10001, or auto); default: [executor] address, else "
+    "a Ray instance started here.",
 )
 @click.option("--describe", is_flag=True, help="Show the steps and parameters; run nothing.")
 @json_option
@@ -83,6 +97,8 @@ def run_command(
     no_cache: bool,
     resume: str | None,
     workers: int | None,
+    executor_kind: str | None,
+    address: str | None,
     describe: bool,
     as_json: bool,
 ) -> None:
@@ -92,7 +108,7 @@ def run_command(
     Exits 1 when a step fails, naming the command that resumes the run.
     """
     from loopline.config import load_settings
-    from loopline.execute import LocalExecutor
+    from loopline.execute import open_executor
     from loopline.pipeline.loader import load_pipeline
     from loopline.pipeline.runner import run_pipeline
     from loopline.store.stores import Stores
@@ -108,24 +124,33 @@ def run_command(
         pipeline.resolve_params(given)  # a bad -p is an error before anything is shown
     with Stores.open(settings) as stores:
         tracker = Tracker(stores)
-        executor = LocalExecutor(workers, thread_name="loopline-step")
-        if as_json:
-            result = run_pipeline(
-                pipeline,
-                stores,
-                params=given,
-                use_cache=not no_cache,
-                resume=resume,
-                executor=executor,
-                tracker=tracker,
-                source=path,
-            )
+        executor = open_executor(
+            settings,
+            kind=executor_kind,
+            workers=workers,
+            address=address,
+            thread_name="loopline-step",
+        )
+        try:
+            if as_json:
+                result = run_pipeline(
+                    pipeline,
+                    stores,
+                    params=given,
+                    use_cache=not no_cache,
+                    resume=resume,
+                    executor=executor,
+                    tracker=tracker,
+                    source=path,
+                )
+                executor.shutdown()
+                print_json(result.as_dict())
+            else:
+                result = _run_live(
+                    pipeline, stores, given, not no_cache, resume, executor, tracker, path
+                )
+        finally:
             executor.shutdown()
-            print_json(result.as_dict())
-        else:
-            result = _run_live(
-                pipeline, stores, given, not no_cache, resume, executor, tracker, path
-            )
     if not as_json:
         _print_notes(result)
     if not result.ok:

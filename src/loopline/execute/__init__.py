@@ -8,10 +8,20 @@ picklable when ``executor.shares_memory`` is false (a pipeline then sends settin
 digests, never open connections).
 
 This layer sits below ``train`` and ``pipeline`` so that both fan out over the same
-executors; it imports nothing of loopline but ``errors``.
+executors; it imports nothing of loopline but ``errors`` and ``config`` (the
+``[executor]`` section, read by :func:`open_executor`).
 """
 
 from loopline.execute.base import Executor, Resources, check_resources
 from loopline.execute.local import LocalExecutor
+from loopline.execute.settings import ExecutorSettings, executor_settings, open_executor
 
-__all__ = ["Executor", "LocalExecutor", "Resources", "check_resources"]
+__all__ = [
+    "Executor",
+    "ExecutorSettings",
+    "LocalExecutor",
+    "Resources",
+    "check_resources",
+    "executor_settings",
+    "open_executor",
+]

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 from loopline.execute.errors import ExecutorError
@@ -55,4 +57,29 @@ class Executor(Protocol):
         self, fn: Callable[..., T], /, *args: Any, resources: Resources | None = None
     ) -> Future[T]: ...
 
+    def check(self, resources: Resources) -> None:
+        """Raise ExecutorError when a unit asking for ``resources`` could never run here
+        (so a pipeline refuses before its first step, not at the step that asks)."""
+        ...
+
     def shutdown(self, cancel: bool = False) -> None: ...
+
+
+#: The name prefix of modules loaded from a file path (pipeline files).
+USER_MODULE_PREFIX = "loopline_user_pipeline_"
+_user_code: set[Path] = set()
+_user_code_lock = threading.Lock()
+
+
+def register_user_code(folder: Path) -> None:
+    """Note that modules under ``folder`` are the project's own code, loaded from a path
+    (a pipeline file and its siblings): an executor running units in other processes
+    ships them by value, as no worker could import them."""
+    with _user_code_lock:
+        _user_code.add(folder.resolve())
+
+
+def user_code_folders() -> frozenset[Path]:
+    """The folders :func:`register_user_code` noted."""
+    with _user_code_lock:
+        return frozenset(_user_code)

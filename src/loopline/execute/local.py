@@ -40,18 +40,21 @@ class LocalExecutor:
         if self._closed:
             raise ExecutorError("this executor was shut down; create a new one")
         if resources is not None:
-            check_resources(resources)
-            if resources.gpus > 0:
-                raise ExecutorError(
-                    f"a unit asks for {resources.gpus:g} GPU(s); the local executor has none",
-                    hint='Run it on a cluster executor (executor = "ray") with GPUs',
-                )
-            if resources.cpus > self._cpus:
-                raise ExecutorError(
-                    f"a unit asks for {resources.cpus:g} CPUs; this machine has {self._cpus}",
-                    hint="Lower its cpus, or run it on a cluster executor",
-                )
+            self.check(resources)
         return self._pool.submit(fn, *args)
+
+    def check(self, resources: Resources) -> None:
+        check_resources(resources)
+        if resources.gpus > 0:
+            raise ExecutorError(
+                f"a unit asks for {resources.gpus:g} GPU(s); the local executor has none",
+                hint='Run it on a cluster executor ([executor] kind = "ray") with GPUs',
+            )
+        if resources.cpus > self._cpus:
+            raise ExecutorError(
+                f"a unit asks for {resources.cpus:g} CPUs; this machine has {self._cpus}",
+                hint="Lower its cpus, or run it on a cluster executor",
+            )
 
     def shutdown(self, cancel: bool = False) -> None:
         self._closed = True

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from loopline.config import did_you_mean
+from loopline.execute.base import USER_MODULE_PREFIX, register_user_code
 from loopline.pipeline.errors import PipelineLoadError
 from loopline.pipeline.graph import Pipeline
 
@@ -65,7 +66,7 @@ def load_pipeline(target: str) -> tuple[Pipeline, Path]:
             hint="Pass the path of a .py file that defines a Pipeline"
             + (f", or a shipped example: {examples}" if examples else ""),
         )
-    module_name = f"loopline_user_pipeline_{abs(hash(str(path)))}"
+    module_name = f"{USER_MODULE_PREFIX}{abs(hash(str(path)))}"
     spec = importlib.util.spec_from_file_location(module_name, path)
     if spec is None or spec.loader is None:
         raise PipelineLoadError(f"{path} is not an importable Python file")
@@ -75,6 +76,7 @@ def load_pipeline(target: str) -> tuple[Pipeline, Path]:
     if added:
         sys.path.insert(0, folder)  # so the pipeline can import its sibling modules
     sys.modules[module_name] = module
+    register_user_code(path.parent)  # an executor elsewhere gets this code by value
     try:
         spec.loader.exec_module(module)
     except Exception as exc:

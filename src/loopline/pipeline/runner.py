@@ -140,6 +140,7 @@ def run_pipeline(
     resolved = pipeline.resolve_params(params)
     own_executor = executor is None
     executor = executor or LocalExecutor(thread_name="loopline-step")
+    _check_resources(pipeline, executor, own_executor)
     if run_id is not None and not (
         len(run_id) == 32 and all(c in "0123456789abcdef" for c in run_id)
     ):
@@ -229,7 +230,7 @@ def run_pipeline(
             done, _ = wait(running, return_when=FIRST_COMPLETED)
             for fut in done:
                 name = running.pop(fut)
-                outcome = fut.result()
+                outcome = _outcome(fut, name, executor.name)
                 rec = records[name]
                 rec.attempts, rec.seconds, rec.run_id = (
                     outcome.attempts,
@@ -279,6 +280,38 @@ def run_pipeline(
             prun.set_tag(f"loopline.step.{rec.step}", rec.status)
         prun.finish(status, error=error)
     return PipelineRun(pr_id, pipeline.name, status, resolved, records, prun.id, stores, error)
+
+
+def _check_resources(pipeline: Pipeline, executor: Executor, own_executor: bool) -> None:
+    """Refuse, before anything runs, a step asking for what the executor cannot give."""
+    from loopline.execute.errors import ExecutorError
+
+    for name in pipeline.order:
+        resources = pipeline.steps[name].resources
+        if resources is None:
+            continue
+        try:
+            executor.check(resources)
+        except ExecutorError as exc:
+            if own_executor:
+                executor.shutdown()
+            raise PipelineError(f"Step {name!r}: {exc.message}", hint=exc.hint) from None
+
+
+def _outcome(fut: Future[StepOutcome], step: str, executor: str) -> StepOutcome:
+    """The step's outcome; a unit the executor lost (its worker process died, the
+    cluster went away) is a failed step naming what happened, not a crashed run."""
+    try:
+        return fut.result()
+    except Exception as exc:
+        import traceback as tb
+
+        now = datetime.now(UTC)
+        text = str(exc).strip().splitlines()
+        error = f"the {executor} executor lost the step: {type(exc).__name__}" + (
+            f": {text[0]}" if text else ""
+        )
+        return StepOutcome(step, False, 1, now, now, error=error, errors=[tb.format_exc()])
 
 
 def _reuse(
