@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,6 +56,14 @@ class Executor(Protocol):
     def submit(
         self, fn: Callable[..., T], /, *args: Any, resources: Resources | None = None
     ) -> Future[T]: ...
+
+    def wait(
+        self, futures: Iterable[Future[Any]], timeout: float | None = None
+    ) -> tuple[set[Future[Any]], set[Future[Any]]]:
+        """Block until one of ``futures`` is done (or ``timeout`` s): (done, pending).
+        A cluster executor lends the caller's resources to the units while it waits,
+        so a unit that fans out work of its own cannot starve it."""
+        ...
 
     def check(self, resources: Resources) -> None:
         """Raise ExecutorError when a unit asking for ``resources`` could never run here

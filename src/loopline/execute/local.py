@@ -8,8 +8,8 @@ and threads share the driver's open stores and loaded models for free.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable, Iterable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any, TypeVar
 
 from loopline.execute.base import Resources, check_resources
@@ -42,6 +42,12 @@ class LocalExecutor:
         if resources is not None:
             self.check(resources)
         return self._pool.submit(fn, *args)
+
+    def wait(
+        self, futures: Iterable[Future[Any]], timeout: float | None = None
+    ) -> tuple[set[Future[Any]], set[Future[Any]]]:
+        done, pending = wait(futures, timeout=timeout, return_when=FIRST_COMPLETED)
+        return set(done), set(pending)
 
     def check(self, resources: Resources) -> None:
         check_resources(resources)

@@ -22,13 +22,14 @@ on another worker by Ray, then reported as failed. loopline's own retries (a ste
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
 import socket
 import sys
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -63,7 +64,8 @@ def import_ray() -> ModuleType:
     return ray
 
 
-def _call(fn: Callable[..., T], args: tuple[Any, ...]) -> T:
+def loopline_unit(fn: Callable[..., T], args: tuple[Any, ...]) -> T:
+    """One unit of work (Ray names its log lines after this function)."""
     return fn(*args)
 
 
@@ -109,9 +111,10 @@ class RayExecutor:
             raise ExecutorError("the Ray cluster has no CPUs to run work on")
         self.parallelism = parallelism or max(1, int(self.cpus))
         self.address = address
-        self._remote = ray.remote(_call)
+        self._remote = ray.remote(loopline_unit)
         self._lock = threading.Lock()
         self._pending: dict[Any, Future[Any]] = {}
+        self._refs: dict[int, Any] = {}
         self._shipped: set[str] = set()
         self._closed = False
 
@@ -177,12 +180,35 @@ class RayExecutor:
         future: Future[T] = ref.future()
         with self._lock:
             self._pending[ref] = future
+            self._refs[id(future)] = ref
         future.add_done_callback(functools.partial(self._forget, ref))
         return future
 
-    def _forget(self, ref: Any, _future: Future[Any]) -> None:
+    def wait(
+        self, futures: Iterable[Future[Any]], timeout: float | None = None
+    ) -> tuple[set[Future[Any]], set[Future[Any]]]:
+        """``ray.wait`` on the units' refs: inside a Ray task, Ray lends the waiting
+        task's CPUs to the units it waits for (a future's result() would not)."""
+        futures = list(futures)
+        done = {f for f in futures if f.done()}
+        with self._lock:
+            refs = {id(f): self._refs.get(id(f)) for f in futures if f not in done}
+        waiting = [r for r in refs.values() if r is not None]
+        if waiting and not done:
+            ready, _ = self._ray.wait(waiting, num_returns=1, timeout=timeout)
+            ready_ids = {id(r) for r in ready}
+            for f in futures:
+                ref = refs.get(id(f))
+                if ref is not None and id(ref) in ready_ids:
+                    with contextlib.suppress(Exception):  # a cancelled unit is done too
+                        f.exception(timeout=30)  # its callback sets it a moment later
+                    done.add(f)
+        return done, {f for f in futures if f not in done}
+
+    def _forget(self, ref: Any, future: Future[Any]) -> None:
         with self._lock:
             self._pending.pop(ref, None)
+            self._refs.pop(id(future), None)
 
     def check(self, resources: Resources) -> None:
         # Ray would keep an infeasible task pending forever, with only a log warning.

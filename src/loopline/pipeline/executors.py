@@ -40,6 +40,8 @@ class StepTask:
     #: this step's own pipeline parameters
     params: dict[str, Any]
     settings: Settings
+    #: The kind of executor the step runs on (the step's ``ctx.executor``).
+    executor: str = "local"
 
 
 @dataclass
@@ -75,6 +77,7 @@ def submit_step(
     resources = task.step.resources
     if executor.shares_memory:
         return executor.submit(execute_step, task, stores, tracker, resources=resources)
+    task.executor = executor.name
     return executor.submit(execute_step_detached, task, resources=resources)
 
 
@@ -128,7 +131,9 @@ def execute_step(task: StepTask, stores: Stores, tracker: Tracker) -> StepOutcom
         )
         run_id = run.id
         t0 = time.perf_counter()
-        ctx = StepContext(st.name, run, stores, attempt, task.pipeline_run_id)
+        ctx = StepContext(
+            st.name, run, stores, attempt, task.pipeline_run_id, executor_kind=task.executor
+        )
         try:
             call_kwargs = dict(kwargs)
             if ctx_name is not None:

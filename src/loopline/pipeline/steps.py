@@ -23,6 +23,7 @@ from loopline.execute.errors import ExecutorError
 from loopline.pipeline.errors import PipelineDefinitionError
 
 if TYPE_CHECKING:
+    from loopline.execute import Executor
     from loopline.store.stores import Stores
     from loopline.tracking import Run
 
@@ -41,6 +42,22 @@ class StepContext:
     pipeline_run_id: str
     #: What the step told the person running the pipeline (see :meth:`note`).
     notes: list[str] = field(default_factory=list)
+    #: The kind of executor running the step ("local", "ray").
+    executor_kind: str = "local"
+    _executor: Executor | None = field(default=None, repr=False)
+
+    @property
+    def executor(self) -> Executor | None:
+        """Where the step may fan out work of its own (``search(..., executor=...)``,
+        batch chunks): the pipeline's cluster executor when the step runs on one, joined
+        from inside the worker; None on the local executor (run the work here)."""
+        if self.executor_kind == "local":
+            return None
+        if self._executor is None:
+            from loopline.execute import open_executor
+
+            self._executor = open_executor(self.stores.settings, kind=self.executor_kind)
+        return self._executor
 
     def log_input(self, name: str, version: int | str, digest: str, kind: str = "dataset") -> None:
         """Record that this step read a dataset version (lineage)."""

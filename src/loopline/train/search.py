@@ -33,7 +33,7 @@ import threading
 import time
 import warnings
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from loopline.tracking.run import outcome_of
@@ -51,6 +51,7 @@ if TYPE_CHECKING:
     from optuna.storages import RDBStorage
     from optuna.trial import FrozenTrial
 
+    from loopline.execute import Executor
     from loopline.store.stores import Stores
     from loopline.tracking import Run, Tracker
 
@@ -158,6 +159,7 @@ def search(
     max_failures: int | None = None,
     heartbeat_interval: int = 10,
     grace_period: int | None = None,
+    executor: Executor | None = None,
 ) -> SearchResult:
     """Search ``space`` for the params that maximise (or minimise) ``objective``.
 
@@ -172,9 +174,18 @@ def search(
     and its number of stored trials, so it does not replay its first suggestions.
     ``n_jobs`` runs trials in threads of this process (not reproducible with a seed).
 
+    ``executor`` fans the trials out: on an executor running units elsewhere (Ray), each
+    of its ``parallelism`` workers opens the study in the metadata database and runs
+    trials until the study holds ``n_trials``, sampling with its own seed (``seed + i``)
+    from every trial stored so far and pruning against them; ``objective`` is pickled
+    to them, so it must not hold open connections. This process follows the study,
+    reports progress and logs the best-so-far curve. A killed driver leaves the study
+    as it was: calling ``search`` again continues it.
+
     Raises SearchFailedError when the study ends without a completed trial.
     """
     _check_arguments(study, n_trials, direction, timeout_s, n_jobs, max_failures)
+    fan_out = executor is not None and not executor.shares_memory
     _check_heartbeat(heartbeat_interval, grace_period)
     checked_space = as_space(space)
     optuna_mod = import_optuna()
@@ -222,18 +233,45 @@ def search(
             study=the_study,
             space=checked_space,
             objective=objective,
-            parent=parent,
+            parent_id=parent.id,
+            experiment=parent.experiment,
             tracker=tracker,
             metric=metric,
             n_trials=n_trials,
             max_failures=n_trials if max_failures is None else max_failures,
             progress=progress,
+            on_best=lambda value, number: parent.log_metric(f"best_{metric}", value, step=number),
         )
         grace = grace_period or 2 * heartbeat_interval
         reclaimed = _reclaim_dead_trials(the_study, storage, grace)
         if reclaimed:
             parent.set_tag("search.reclaimed_trials", ",".join(map(str, reclaimed)))
-        searcher.run(timeout_s=timeout_s, n_jobs=n_jobs, catch=catch)
+        if fan_out:
+            assert executor is not None
+            parent.set_tag("search.executor", executor.name)
+            job = _WorkerJob(
+                settings=stores.settings,
+                study=study,
+                direction=direction,
+                sampler=sampler,
+                pruner=pruner,
+                seed=seed,
+                objective=objective,
+                space=checked_space,
+                parent_id=parent.id,
+                experiment=parent.experiment,
+                metric=metric,
+                n_trials=n_trials,
+                max_failures=searcher.max_failures,
+                failed_before=_counts(the_study).failed,
+                timeout_s=timeout_s,
+                catch=catch,
+                heartbeat_interval=heartbeat_interval,
+                grace_period=grace_period,
+            )
+            _fan_out(executor, job, searcher)
+        else:
+            searcher.run(timeout_s=timeout_s, n_jobs=n_jobs, catch=catch)
         _reclaim_dead_trials(the_study, storage, grace)
         result = _result(
             the_study, checked_space, run_id=parent.id, n_trials_run=searcher.trials_run
@@ -298,6 +336,125 @@ def load_search(stores: Stores, study: str) -> SearchResult:
         close_storage(storage)
 
 
+# -- trials fanned out over an executor ------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _WorkerJob:
+    """What one worker of a fanned-out search needs, by value."""
+
+    settings: Any
+    study: str
+    direction: str
+    sampler: Any
+    pruner: Any
+    seed: int | None
+    objective: Callable[[dict[str, Any], Report, Run], float]
+    space: SearchSpace
+    parent_id: str
+    experiment: str
+    metric: str
+    n_trials: int
+    max_failures: int
+    failed_before: int
+    timeout_s: float | None
+    catch: tuple[type[Exception], ...]
+    heartbeat_interval: int
+    grace_period: int | None
+    worker: int = 0
+
+
+@dataclass(frozen=True)
+class _WorkerReport:
+    worker: int
+    pid: int
+    trials_run: int
+    first_error: str | None
+
+
+def _search_worker(job: _WorkerJob) -> _WorkerReport:
+    """One worker of a fanned-out search: runs trials of the shared study until it holds
+    ``n_trials`` (or the failure budget or time runs out)."""
+    import os
+
+    from loopline.store.stores import Stores
+    from loopline.tracking import Tracker
+
+    optuna_mod = import_optuna()
+    with Stores.open(job.settings) as stores:
+        storage = open_storage(
+            job.settings.metadata_url,
+            busy_timeout=job.settings.db_busy_timeout,
+            heartbeat_interval=job.heartbeat_interval,
+            grace_period=job.grace_period,
+        )
+        try:
+            seed = None if job.seed is None else job.seed + job.worker
+            n_existing = _existing_trials(storage, job.study, job.direction)
+            the_study = optuna_mod.load_study(
+                study_name=job.study,
+                storage=storage,
+                sampler=_make_sampler(job.sampler, seed, n_existing),
+                pruner=_make_pruner(job.pruner),
+            )
+            searcher = _Searcher(
+                study=the_study,
+                space=job.space,
+                objective=job.objective,
+                parent_id=job.parent_id,
+                experiment=job.experiment,
+                tracker=Tracker(stores),
+                metric=job.metric,
+                n_trials=job.n_trials,
+                max_failures=job.max_failures,
+                progress=None,
+                failed_before=job.failed_before,
+            )
+            searcher.run(timeout_s=job.timeout_s, n_jobs=1, catch=job.catch)
+            return _WorkerReport(job.worker, os.getpid(), searcher.trials_run, searcher.first_error)
+        finally:
+            close_storage(storage)
+
+
+def _fan_out(executor: Executor, job: _WorkerJob, searcher: _Searcher) -> None:
+    """Run ``executor.parallelism`` workers of ``job`` and follow the study until they end.
+
+    A worker that raised (not a trial: trials fail inside it) makes the search fail with
+    its error once the others ended; trials it left running are reclaimed by heartbeat."""
+    from optuna.trial import TrialState
+
+    searcher.following = True
+    searcher.seen = {
+        t.number
+        for t in searcher.study.get_trials(
+            deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+        )
+    }
+    searcher._report_progress(_counts(searcher.study), None)
+    workers = max(1, min(executor.parallelism, job.n_trials))
+    futures = [executor.submit(_search_worker, replace(job, worker=i)) for i in range(workers)]
+    pending = set(futures)
+    lost: BaseException | None = None
+    try:
+        while pending:
+            _, pending = executor.wait(pending, timeout=0.5)
+            searcher.follow()
+    except BaseException:
+        for fut in futures:
+            fut.cancel()
+        executor.shutdown(cancel=True)
+        raise
+    for fut in futures:
+        exc = fut.exception()
+        if exc is not None:
+            lost = lost or exc
+        elif searcher.first_error is None:
+            searcher.first_error = fut.result().first_error
+    searcher.follow()
+    if lost is not None and _counts(searcher.study).complete == 0:
+        raise lost
+
+
 # -- one call's trials -------------------------------------------------------------------
 
 
@@ -310,17 +467,27 @@ class _Searcher:
         study: optuna.Study,
         space: SearchSpace,
         objective: Callable[[dict[str, Any], Report, Run], float],
-        parent: Run,
+        parent_id: str,
+        experiment: str,
         tracker: Tracker,
         metric: str,
         n_trials: int,
         max_failures: int,
         progress: Callable[[SearchProgress], None] | None,
+        on_best: Callable[[float, int], None] | None = None,
+        failed_before: int | None = None,
     ) -> None:
         self.study = study
         self.space = space
         self.objective = objective
-        self.parent = parent
+        self.parent_id = parent_id
+        self.experiment = experiment
+        self.on_best = on_best
+        #: Failed trials in the study before this search: with it, failures are counted
+        #: study-wide (workers of one fanned-out search share the budget).
+        self.failed_before = failed_before
+        self.seen: set[int] = set()
+        self.following = False
         self.tracker = tracker
         self.metric = metric
         self.intermediate_key = f"{metric}.intermediate"
@@ -363,9 +530,9 @@ class _Searcher:
 
         params = self.space.sample(trial)
         child = self.tracker.start_run(
-            self.parent.experiment,
+            self.experiment,
             f"trial-{trial.number}",
-            parent=self.parent,
+            parent=self.parent_id,
             params=params,
             tags={"search.study": self.study.study_name, "search.trial": trial.number},
             capture_git=False,
@@ -410,11 +577,30 @@ class _Searcher:
                 self.failures += 1
                 if self.first_error is None:
                     self.first_error = self.errors.get(trial.number)
-            if counts.best_value is not None:
-                self.parent.log_metric(f"best_{self.metric}", counts.best_value, step=trial.number)
+            if self.failed_before is not None:
+                self.failures = counts.failed - self.failed_before
+            if counts.best_value is not None and self.on_best is not None:
+                self.on_best(counts.best_value, trial.number)
             self._report_progress(counts, trial)
+            if self.following:
+                return  # the workers stop themselves
             if counts.done >= self.n_trials or self.failures >= self.max_failures:
                 study.stop()
+
+    def follow(self) -> None:
+        """Take note of the trials that finished since the last call (elsewhere): the
+        best-so-far curve and progress, as if they had run here."""
+        from optuna.trial import TrialState
+
+        finished = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+        new = [
+            t
+            for t in self.study.get_trials(deepcopy=False, states=finished)
+            if t.number not in self.seen
+        ]
+        for trial in sorted(new, key=lambda t: t.number):
+            self.seen.add(trial.number)
+            self._after_trial(self.study, trial)
 
     def _report_progress(self, counts: _Counts, trial: FrozenTrial | None) -> None:
         if self.progress is None:

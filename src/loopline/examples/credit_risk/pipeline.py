@@ -234,6 +234,7 @@ def tuned(
             study=f"{MODEL}-{ingest['digest'][:12]}-{seed}",
             seed=seed,
             progress=show,
+            executor=ctx.executor,  # on Ray, the trials fan out over its workers
         )
     model = make_pipeline(clone(features["preprocessor"]), make(result.best_params, 300))
     fit(ctx.run, model, x, y, X_valid=xv, y_valid=yv)
