@@ -176,6 +176,22 @@ def test_list_prefix(filled: ObjectStore, prefix: str, expected: list[str]) -> N
     assert list(filled.list(prefix)) == expected
 
 
+@pytest.mark.parametrize(
+    ("prefix", "after", "expected"),
+    [
+        ("a/", "a/10", ["a/2", "a/sub/3"]),
+        ("a/", "a/1", ["a/10", "a/2", "a/sub/3"]),  # strictly after
+        ("a/", "a/0", ["a/1", "a/10", "a/2", "a/sub/3"]),  # not a key itself
+        ("", "a/sub/3", ["ab", "b/2"]),
+        ("a/", "zzz", []),
+    ],
+)
+def test_list_after_a_key(
+    filled: ObjectStore, prefix: str, after: str, expected: list[str]
+) -> None:
+    assert list(filled.list(prefix, start_after=after)) == expected
+
+
 def test_list_of_empty_store(store: ObjectStore) -> None:
     assert list(store.list()) == []
 

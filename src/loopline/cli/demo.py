@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from loopline.cli.executing import executor_options
 from loopline.cli.output import console, json_option, print_json, table
 
 if TYPE_CHECKING:
@@ -32,17 +33,61 @@ SCENARIO_NAMES = ("drift", "concept", "broken_feature", "bad_challenger", "stead
     help="What the loop stage plays, in order (repeatable; default: bad_challenger, then "
     "drift; none: stop after serving).",
 )
+@click.option(
+    "--metadata-url",
+    metavar="URL",
+    help="Run on this metadata database (postgresql+psycopg://...) instead of SQLite.",
+)
+@click.option(
+    "--artifacts-url",
+    metavar="URL",
+    help="Run on this artifact store (s3://bucket/prefix) instead of a local folder.",
+)
+@executor_options("the pipelines' steps")
+@click.option(
+    "--serve-workers",
+    type=click.IntRange(1, 16),
+    default=None,
+    help="Worker processes serving the loop stage's endpoint (default: 1 on the embedded "
+    "stores, 2 on shared ones).",
+)
 @json_option
-def demo_command(directory: Path | None, scenarios: tuple[str, ...], as_json: bool) -> None:
+def demo_command(
+    directory: Path | None,
+    scenarios: tuple[str, ...],
+    metadata_url: str | None,
+    artifacts_url: str | None,
+    executor_kind: str | None,
+    address: str | None,
+    serve_workers: int | None,
+    as_json: bool,
+) -> None:
     """Run the lifecycle on embedded defaults (SQLite + local folder), from nothing:
     data, training, gates, registry, serving, then the loop (monitor, alarms,
-    retraining, canary, promotion or rollback) on live traffic."""
+    retraining, canary, promotion or rollback) on live traffic.
+
+    The same cycle runs on shared infrastructure by configuration alone:
+    --metadata-url (PostgreSQL), --artifacts-url (S3), --executor ray."""
+    import os
+
     from loopline.project.demo import STAGES, run_demo
 
     chosen = None if not scenarios else tuple(s for s in scenarios if s != "none")
     target = directory or Path(tempfile.mkdtemp(prefix="loopline-demo-"))
+    environ = dict(os.environ)
+    for name, value in (
+        ("LOOPLINE_METADATA_URL", metadata_url),
+        ("LOOPLINE_ARTIFACTS_URL", artifacts_url),
+        ("LOOPLINE_EXECUTOR_KIND", executor_kind),
+        ("LOOPLINE_EXECUTOR_ADDRESS", address),
+    ):
+        if value:
+            environ[name] = value
+    shared = bool(metadata_url or artifacts_url or environ.get("LOOPLINE_METADATA_URL"))
+    workers = serve_workers or (2 if shared else 1)
     if as_json:
-        print_json(run_demo(target, scenarios=chosen).as_dict())
+        report = run_demo(target, scenarios=chosen, environ=environ, serve_workers=workers)
+        print_json(report.as_dict())
         return
     from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
@@ -80,7 +125,13 @@ def demo_command(directory: Path | None, scenarios: tuple[str, ...], as_json: bo
             progress.console.print(f"[bold]{note}[/bold]" if bold else f"  {note}")
 
         report = run_demo(
-            target, on_stage=on_stage, scenarios=chosen, on_entry=on_entry, on_note=on_note
+            target,
+            on_stage=on_stage,
+            scenarios=chosen,
+            on_entry=on_entry,
+            on_note=on_note,
+            environ=environ,
+            serve_workers=workers,
         )
         progress.advance(task)
     console.print(f"[bold]loopline demo[/bold]: project in {report.project_dir}")

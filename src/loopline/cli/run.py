@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from loopline.cli.executing import executor_options, opened_executor
 from loopline.cli.output import (
     command_line,
     console,
@@ -75,20 +76,7 @@ def _print_notes(result: Any) -> None:
     default=None,
     help="Steps run at once (default: up to 4 locally, the cluster's CPUs on Ray).",
 )
-@click.option(
-    "--executor",
-    "executor_kind",
-    type=click.Choice(["local", "ray"]),
-    default=None,
-    help="Where steps run: threads of this process, or Ray tasks (default: [executor]).",
-)
-@click.option(
-    "--address",
-    metavar="ADDRESS",
-    default=None,
-    help="The Ray cluster (ray://HOST:10001, or auto); default: [executor] address, else "
-    "a Ray instance started here.",
-)
+@executor_options("steps")
 @click.option("--describe", is_flag=True, help="Show the steps and parameters; run nothing.")
 @json_option
 def run_command(
@@ -108,7 +96,6 @@ def run_command(
     Exits 1 when a step fails, naming the command that resumes the run.
     """
     from loopline.config import load_settings
-    from loopline.execute import open_executor
     from loopline.pipeline.loader import load_pipeline
     from loopline.pipeline.runner import run_pipeline
     from loopline.store.stores import Stores
@@ -124,14 +111,9 @@ def run_command(
         pipeline.resolve_params(given)  # a bad -p is an error before anything is shown
     with Stores.open(settings) as stores:
         tracker = Tracker(stores)
-        executor = open_executor(
-            settings,
-            kind=executor_kind,
-            workers=workers,
-            address=address,
-            thread_name="loopline-step",
-        )
-        try:
+        with opened_executor(
+            settings, executor_kind, address, workers=workers, thread_name="loopline-step"
+        ) as executor:
             if as_json:
                 result = run_pipeline(
                     pipeline,
@@ -149,8 +131,6 @@ def run_command(
                 result = _run_live(
                     pipeline, stores, given, not no_cache, resume, executor, tracker, path
                 )
-        finally:
-            executor.shutdown()
     if not as_json:
         _print_notes(result)
     if not result.ok:

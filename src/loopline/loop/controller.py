@@ -302,11 +302,21 @@ class Controller:
             for start, end in self.due_windows(model, now):
                 out.extend(self._monitor(model, start, end))
                 self._mark_window(model, end)
+                self._renew()
             again = self.relabel_window(model, now)
             if again is not None:
                 out.extend(self._monitor(model, *again, relabel=True))
                 self._mark_window(model, again[1], column="last_label_window_end")
+                self._renew()
         return out
+
+    def _renew(self) -> None:
+        """Renew the lease between windows: catching up on several windows of a busy log
+        can take longer than the lease, which the rollouts running meanwhile rely on."""
+        from loopline.loop.errors import LeaseLostError
+
+        if not self.lease.acquire():
+            raise LeaseLostError("This controller lost the lease while monitoring", holder=None)
 
     def _monitor(
         self, model: str, start: datetime, end: datetime, *, relabel: bool = False

@@ -758,15 +758,23 @@ class RolloutDriver:
         params = dict(cfg.params)
         if cfg.data_param:
             params[cfg.data_param] = r.data["ref"]
-        result = run_pipeline(
-            pipeline,
-            self.stores,
-            params=params,
-            resume=resume,
-            source=path,
-            run_id=r.pipeline_run_id,
-            tags={"loopline.rollout": r.id},
-        )
+        from loopline.execute import open_executor
+
+        # [executor] decides where the retraining's steps run (Ray: the cluster's workers).
+        executor = open_executor(self.ctx.settings, thread_name="loopline-step")
+        try:
+            result = run_pipeline(
+                pipeline,
+                self.stores,
+                params=params,
+                resume=resume,
+                source=path,
+                run_id=r.pipeline_run_id,
+                tags={"loopline.rollout": r.id},
+                executor=executor,
+            )
+        finally:
+            executor.shutdown()
         if result.ok:
             self._trained(r, cfg, result.id)
         else:

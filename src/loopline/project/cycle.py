@@ -163,6 +163,9 @@ class CycleSettings:
     bake_windows: int = 2
     #: Labels a retraining waits for.
     min_production_rows: int = 900
+    #: Open a new connection every N requests (0: one keep-alive connection), so that
+    #: several server workers, each taking connections of their own, all get traffic.
+    reconnect_every: int = 0
 
 
 def loop_toml(cfg: CycleSettings, hook_url: str) -> str:
@@ -176,7 +179,7 @@ log_flush_s = 0.5
 
 [controller]
 tick_s = 0.25
-lease_s = 10.0
+lease_s = 20.0
 port = 0
 
 [monitor.{MODEL}]
@@ -364,7 +367,13 @@ class Traffic:
         import random
 
         pick = random.Random(self.seed)
+        sent_on_connection = 0
         while not self._stop.is_set():
+            if self.cfg.reconnect_every and sent_on_connection >= self.cfg.reconnect_every:
+                conn.close()
+                conn = self._connection()
+                sent_on_connection = 0
+            sent_on_connection += 1
             with self._lock:
                 _, records, labels = self._frames[self.phase.name]
                 start = self._cursor % (len(records) - k)
@@ -487,8 +496,11 @@ class Hooks:
 class Server:
     """``loopline serve credit_risk@champion`` in a subprocess."""
 
-    def __init__(self, root: Path, environ: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self, root: Path, environ: Mapping[str, str] | None = None, workers: int = 1
+    ) -> None:
         self.root = root
+        self.workers = workers
         #: The stores' settings come from here (as for the controller); the [serve] table
         #: of the cycle's loopline.toml decides the server's own settings.
         self.environ = dict(os.environ if environ is None else environ)
@@ -508,7 +520,10 @@ class Server:
         }
         with self.log.open("w") as out:  # the child writes to its own copy of the file
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "loopline", "serve", f"{MODEL}@champion", "--port", "0"],
+                [
+                    *(sys.executable, "-m", "loopline", "serve", f"{MODEL}@champion"),
+                    *("--port", "0", "--workers", str(self.workers)),
+                ],
                 cwd=self.root,
                 env=env,
                 stdout=out,
@@ -631,6 +646,7 @@ class Cycle:
         on_entry: Callable[[Entry], None] | None = None,
         on_note: Callable[[str], None] | None = None,
         environ: Mapping[str, str] | None = None,
+        serve_workers: int = 1,
     ) -> None:
         self.root = root
         self.environ = environ
@@ -638,7 +654,7 @@ class Cycle:
         self.hooks = hooks
         self.on_entry = on_entry or (lambda _: None)
         self.on_note = on_note or (lambda _: None)
-        self.server = Server(root, environ)
+        self.server = Server(root, environ, workers=serve_workers)
         self._stores: Stores | None = None
         self.controller: Controller | None = None
         self._stop = threading.Event()
@@ -651,7 +667,8 @@ class Cycle:
         from loopline.store.stores import Stores
 
         port = self.server.start()
-        self.on_note(f"serving {MODEL}@champion on http://127.0.0.1:{port}")
+        workers = f" ({self.server.workers} worker processes)" if self.server.workers > 1 else ""
+        self.on_note(f"serving {MODEL}@champion on http://127.0.0.1:{port}{workers}")
         settings = settings_for(self.root, environ=self.environ)
         self._stores = Stores.open(settings)
         self.controller = Controller(self._stores, settings)

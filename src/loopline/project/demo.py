@@ -22,6 +22,7 @@ from loopline.store.errors import BlobIntegrityError
 from loopline.store.stores import Stores
 
 if TYPE_CHECKING:
+    from loopline.execute import Executor
     from loopline.loop.timeline import Entry
 
 #: Marks the tables the loop stage adds to loopline.toml (replaced on a second run).
@@ -90,6 +91,8 @@ class PipelineOutcome:
     rerun_id: str
     #: steps of the second run that reused their cached output
     rerun_cached: int
+    #: Where the steps ran ("local", "ray").
+    executor: str = "local"
 
 
 @dataclass(frozen=True)
@@ -157,6 +160,23 @@ class LoopScenario:
     seconds: float
 
 
+@dataclass(frozen=True)
+class Infrastructure:
+    """Where the demo ran and what crossed it: the stores, the executor, the server's
+    worker processes, the prediction log they wrote, and the feedback they took."""
+
+    metadata: str
+    artifacts_url: str
+    executor: str
+    serve_workers: int
+    #: Distinct writers (server worker processes) of the loop stage's prediction log.
+    log_writers: int
+    #: Requests the loop stage's traffic sent labels for (answered 200), and the requests
+    #: the metadata database holds labels for (the serve stage's included).
+    labels_sent: int
+    labels_stored: int
+
+
 @dataclass
 class StageFacts:
     """What each stage did, as typed values (None for a stage that did not run)."""
@@ -168,6 +188,7 @@ class StageFacts:
     serving: ServedEndpoint | None = None
     audit: AuditLog | None = None
     loop: tuple[LoopScenario, ...] = ()
+    infrastructure: Infrastructure | None = None
 
 
 @dataclass
@@ -186,6 +207,10 @@ class DemoContext:
     on_note: Callable[[str], None] | None = None
     #: Where the stores' settings come from (None: the process's environment).
     environ: dict[str, str] | None = None
+    #: Where pipeline steps run (from [executor], or the demo's --executor).
+    executor: Executor | None = None
+    #: Worker processes of the loop stage's server.
+    serve_workers: int = 1
 
     def add(self, stage: str, what: str, where: str, detail: str) -> None:
         self.items.append(Item(stage, what, where, detail))
@@ -288,7 +313,9 @@ def stage_pipeline(ctx: DemoContext) -> None:
     from loopline.examples.credit_risk import pipeline as example
     from loopline.pipeline.runner import run_pipeline
 
-    result = run_pipeline(example.pipeline, ctx.stores, source=example.__file__)
+    result = run_pipeline(
+        example.pipeline, ctx.stores, source=example.__file__, executor=ctx.executor
+    )
     if not result.ok:
         raise PipelineError(f"The example pipeline {result.status}: {result.error}")
     ctx.state["pipeline"] = result
@@ -344,7 +371,9 @@ def stage_pipeline(ctx: DemoContext) -> None:
         + ("promoted to champion" if reg["promoted"] else "not promoted"),
     )
     ctx.state["model"] = reg
-    again = run_pipeline(example.pipeline, ctx.stores, source=example.__file__)
+    again = run_pipeline(
+        example.pipeline, ctx.stores, source=example.__file__, executor=ctx.executor
+    )
     cached = sum(r.status == "cached" for r in again.steps.values())
     ctx.facts.pipeline = PipelineOutcome(
         pipeline_run_id=result.id,
@@ -360,6 +389,7 @@ def stage_pipeline(ctx: DemoContext) -> None:
         models=tuple(models),
         rerun_id=again.id,
         rerun_cached=cached,
+        executor=ctx.executor.name if ctx.executor is not None else "local",
     )
     ctx.add(
         "pipeline",
@@ -506,8 +536,9 @@ def stage_loop(ctx: DemoContext) -> None:
 
     if not ctx.scenarios:
         return
-    cfg = CycleSettings()
+    cfg = CycleSettings(reconnect_every=20 if ctx.serve_workers > 1 else 0)
     hooks = Hooks()
+    logged_before = set(_log_keys(ctx))
     try:
         toml = ctx.project_dir / "loopline.toml"
         text = toml.read_text().split(LOOP_MARKER)[0].rstrip("\n")
@@ -519,6 +550,7 @@ def stage_loop(ctx: DemoContext) -> None:
             on_entry=ctx.on_entry,
             on_note=ctx.on_note,
             environ=ctx.environ,
+            serve_workers=ctx.serve_workers,
         ) as c:
             played = []
             for name in ctx.scenarios:
@@ -552,6 +584,46 @@ def stage_loop(ctx: DemoContext) -> None:
     finally:
         hooks.close()
     ctx.facts.loop = tuple(played)
+    writers = {_writer(k) for k in set(_log_keys(ctx)) - logged_before}
+    ctx.facts.infrastructure = Infrastructure(
+        metadata="sqlite" if ctx.stores.db.is_sqlite else "postgresql",
+        artifacts_url=ctx.stores.objects.url,
+        executor=ctx.executor.name if ctx.executor is not None else "local",
+        serve_workers=ctx.serve_workers,
+        log_writers=len(writers),
+        labels_sent=sum(p.labels for p in played)
+        + (ctx.facts.serving.requests_answered if ctx.facts.serving is not None else 0),
+        labels_stored=_labelled_requests(ctx),
+    )
+    ctx.add(
+        "loop",
+        f"served by {ctx.serve_workers} worker process(es)",
+        ctx.stores.objects.url + "/predictions/",
+        f"{len(writers)} log writer(s); labels for {ctx.facts.infrastructure.labels_stored:,} "
+        f"requests stored of {ctx.facts.infrastructure.labels_sent:,} sent",
+    )
+
+
+def _log_keys(ctx: DemoContext) -> list[str]:
+    from loopline.monitor.predictions import prediction_files
+
+    return prediction_files(ctx.stores.objects)
+
+
+def _writer(key: str) -> str:
+    """The writer id in a log file's name (``<stamp>-<writer>-<seq>.parquet``)."""
+    return key.rsplit("/", 1)[-1].split("-")[-2]
+
+
+def _labelled_requests(ctx: DemoContext) -> int:
+    import sqlalchemy as sa
+
+    from loopline.monitor.tables import feedback
+
+    with ctx.stores.db.read() as conn:
+        return int(
+            conn.execute(sa.select(sa.func.count(sa.distinct(feedback.c.request_id)))).scalar_one()
+        )
 
 
 def _loop_detail(out: Any) -> str:
@@ -605,10 +677,16 @@ def run_demo(
     scenarios: tuple[str, ...] | None = None,
     on_entry: Callable[[Entry], None] | None = None,
     on_note: Callable[[str], None] | None = None,
+    serve_workers: int = 1,
 ) -> DemoReport:
     """Run every stage in a project at ``project_dir`` (created if missing); the loop
     stage plays ``scenarios`` (default :data:`loopline.project.cycle.DEMO_SCENARIOS`;
-    empty: no loop stage)."""
+    empty: no loop stage).
+
+    The stores and the executor come from the project's settings and ``environ``
+    (``LOOPLINE_METADATA_URL``, ``LOOPLINE_ARTIFACTS_URL``, ``LOOPLINE_EXECUTOR_KIND``
+    ...): the same stages run on PostgreSQL, S3 and Ray. ``serve_workers`` is how many
+    worker processes serve the loop stage's endpoint."""
     from loopline.project.cycle import DEMO_SCENARIOS, SCENARIOS
 
     chosen = DEMO_SCENARIOS if scenarios is None else tuple(scenarios)
@@ -620,8 +698,24 @@ def run_demo(
             f"No scenario named {', '.join(map(repr, unknown))}; "
             f"expected one of {', '.join(SCENARIOS)}"
         )
-    init = init_project(project_dir, environ=environ)
+    from loopline.config import CONFIG_FILE
+    from loopline.execute import open_executor
+
+    env = environ or {}
+    new = not (project_dir / CONFIG_FILE).exists()
+    init = init_project(
+        project_dir,
+        environ=environ,
+        # A new project keeps the stores it was made on (loopline doctor shows them later).
+        metadata_url=env.get("LOOPLINE_METADATA_URL") if new else None,
+        artifacts_url=env.get("LOOPLINE_ARTIFACTS_URL") if new else None,
+    )
     stores = Stores.open(init.settings)
+    try:
+        executor = open_executor(init.settings, thread_name="loopline-step")
+    except BaseException:
+        stores.close()
+        raise
     ctx = DemoContext(
         project_dir=init.project_dir,
         settings=init.settings,
@@ -630,6 +724,8 @@ def run_demo(
         on_entry=on_entry,
         on_note=on_note,
         environ=environ,
+        executor=executor,
+        serve_workers=serve_workers,
     )
     ctx.add(
         "init",
@@ -639,11 +735,14 @@ def run_demo(
     )
     ctx.add("init", "metadata store", stores.db.display_url, f"revision {init.revision_after}")
     ctx.add("init", "artifact store", stores.objects.url, "checked readable and writable")
+    if executor.name != "local":
+        ctx.add("init", "executor", executor.name, f"{executor.parallelism} units at once")
     try:
         for name, description, fn in STAGES:
             if on_stage is not None:
                 on_stage(name, description)
             fn(ctx)
     finally:
+        executor.shutdown()
         stores.close()
     return DemoReport(init.project_dir, init, ctx.items, ctx.facts)

@@ -73,8 +73,9 @@ class ObjectStore(Protocol):
         """Size and etag of an object. Raises ObjectNotFoundError."""
         ...
 
-    def list(self, prefix: str = "") -> Iterator[str]:
-        """Keys that start with ``prefix`` (a key prefix, not only a folder), sorted."""
+    def list(self, prefix: str = "", *, start_after: str | None = None) -> Iterator[str]:
+        """Keys that start with ``prefix`` (a key prefix, not only a folder), sorted;
+        with ``start_after``, only the keys after it (S3 skips the others server-side)."""
         ...
 
     def delete(self, key: str) -> None:

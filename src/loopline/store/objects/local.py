@@ -215,7 +215,7 @@ class LocalObjectStore:
             raise ObjectNotFoundError(key, self.url)
         return ObjectInfo(key=key, size=st.st_size, etag=f"{st.st_size}-{st.st_mtime_ns}")
 
-    def list(self, prefix: str = "") -> Iterator[str]:
+    def list(self, prefix: str = "", *, start_after: str | None = None) -> Iterator[str]:
         validate_prefix(prefix)
         folder_part = prefix if prefix.endswith("/") else prefix.rpartition("/")[0]
         start = self._root / folder_part if folder_part else self._root
@@ -224,7 +224,11 @@ class LocalObjectStore:
         try:
             if not start.is_dir():
                 return iter(())
-            keys = [k for k in self._walk(start, folder_part.rstrip("/")) if k.startswith(prefix)]
+            keys = [
+                k
+                for k in self._walk(start, folder_part.rstrip("/"))
+                if k.startswith(prefix) and (start_after is None or k > start_after)
+            ]
         except OSError as exc:
             raise _store_error(exc, None, self.url, "list") from exc
         keys.sort()

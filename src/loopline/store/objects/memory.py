@@ -93,10 +93,14 @@ class MemoryObjectStore:
         content, etag = self._entry(key)
         return ObjectInfo(key=key, size=len(content), etag=etag)
 
-    def list(self, prefix: str = "") -> Iterator[str]:
+    def list(self, prefix: str = "", *, start_after: str | None = None) -> Iterator[str]:
         validate_prefix(prefix)
         with self._lock:
-            keys = sorted(k for k in self._objects if k.startswith(prefix))
+            keys = sorted(
+                k
+                for k in self._objects
+                if k.startswith(prefix) and (start_after is None or k > start_after)
+            )
         return iter(keys)
 
     def delete(self, key: str) -> None:

@@ -221,11 +221,13 @@ class S3ObjectStore:
             key=key, size=int(head["ContentLength"]), etag=str(head["ETag"]).strip('"')
         )
 
-    def list(self, prefix: str = "") -> Iterator[str]:
+    def list(self, prefix: str = "", *, start_after: str | None = None) -> Iterator[str]:
         validate_prefix(prefix)
         base = f"{self._prefix}/" if self._prefix else ""
         keys: list[str] = []
         request: dict[str, str] = {"Bucket": self._bucket, "Prefix": base + prefix}
+        if start_after is not None:
+            request["StartAfter"] = base + start_after
         while True:
             try:
                 page = self._fs.call_s3("list_objects_v2", **request)
@@ -234,7 +236,12 @@ class S3ObjectStore:
             for item in page.get("Contents", ()):
                 key = str(item["Key"])[len(base) :]
                 # Skip folder markers made by consoles, and our own probes.
-                if key and not key.endswith("/") and not _is_reserved(key):
+                if (
+                    key
+                    and not key.endswith("/")
+                    and not _is_reserved(key)
+                    and (start_after is None or key > start_after)
+                ):
                     keys.append(key)
             token = page.get("NextContinuationToken")
             if not page.get("IsTruncated") or not token:
