@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from loopline.cli.executing import executor_options, opened_executor
 from loopline.cli.output import console, err_console, json_option, print_json, status_text, table
 
 if TYPE_CHECKING:
@@ -76,6 +77,7 @@ def _make_window(
 )
 @click.option("--no-store", is_flag=True, help="Compute and print, store nothing.")
 @click.option("--rebuild-reference", is_flag=True, help="Compute the model's reference again.")
+@executor_options("the window's shards")
 @json_option
 def run_command(
     model: str,
@@ -87,6 +89,8 @@ def run_command(
     baseline: str | None,
     no_store: bool,
     rebuild_reference: bool,
+    executor_kind: str | None,
+    address: str | None,
     as_json: bool,
 ) -> None:
     """Monitor MODEL over a window of its prediction log and store the results.
@@ -98,7 +102,12 @@ def run_command(
     from loopline.monitor.runner import run_monitor
 
     win = _make_window(window, since, until, last, aligned)
-    with _stores() as stores:
+    with (
+        _stores() as stores,
+        opened_executor(stores.settings, executor_kind, address) as executor,
+    ):
+        # On the local executor the window is read here, with threads of its own.
+        fan_out = None if executor.shares_memory else executor
         if as_json:
             report = run_monitor(
                 stores,
@@ -107,6 +116,7 @@ def run_command(
                 baseline=baseline,
                 store=not no_store,
                 rebuild_reference=rebuild_reference,
+                executor=fan_out,
             )
         else:
             from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
@@ -131,6 +141,7 @@ def run_command(
                     store=not no_store,
                     rebuild_reference=rebuild_reference,
                     on_progress=on_progress,
+                    executor=fan_out,
                 )
     if as_json:
         print_json(report.to_dict())

@@ -43,7 +43,7 @@ import os
 import secrets
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -345,7 +345,7 @@ class PredictionLogWriter:
                     if len(tables) == 1
                     else pa.concat_tables(tables, promote_options="permissive")
                 )
-                key = self._key(model, day, hour)
+                key = self._key(model, day, hour, _newest(group))
                 self.objects.put(key, _parquet_bytes(table))
                 written.append(key)
                 with self._lock:
@@ -362,8 +362,12 @@ class PredictionLogWriter:
             raise
         return entries
 
-    def _key(self, model: str, day: str, hour: str) -> str:
-        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+    def _key(self, model: str, day: str, hour: str, newest: float) -> str:
+        # Named after a moment no earlier than any row it holds (readers skip the files
+        # written before a window starts): now, or a row logged "in the future" (a clock
+        # ahead, a replay of simulated time).
+        stamp = datetime.fromtimestamp(max(time.time(), newest), UTC).strftime("%Y%m%dT%H%M%S")
+
         seq = next(self._seq)
         return (
             f"{self.prefix}/model={model}/date={day}/hour={hour}/"
@@ -459,12 +463,23 @@ def prediction_files(
     end: datetime | None = None,
     prefix: str = PREFIX,
 ) -> list[str]:
-    """Keys of the log files of ``model`` (all models when None) whose hour overlaps
-    [``start``, ``end``), sorted by partition then name."""
+    """Keys of the log files of ``model`` (all models when None) that may hold rows of
+    [``start``, ``end``), sorted by partition then name.
+
+    A file's hour partition is its rows' hour, and its name starts with the second it
+    was written (``20261202T100536-...``), after every row it holds: a file written
+    before ``start`` holds none of the window's rows and is not opened. So a window of a
+    few seconds reads the few files written since it began, not its whole hour."""
     base = f"{prefix.strip('/')}/" + (f"model={model}/" if model else "")
     lo = _hour_floor(start) if start is not None else None
+    # Names keep whole seconds (a row at .7 s is in a file named after that second).
+    written_after = (
+        (to_utc(start) - timedelta(seconds=2)).strftime("%Y%m%dT%H%M%S")
+        if start is not None
+        else None
+    )
     out: list[str] = []
-    for key in objects.list(base):
+    for key in _listed(objects, base, lo, end, written_after if model else None):
         if not key.endswith(".parquet"):
             continue
         hour = _partition_hour(key)
@@ -474,8 +489,55 @@ def prediction_files(
             continue
         if end is not None and hour >= to_utc(end):
             continue
+        if written_after is not None:
+            stamp = _written_at(key)
+            if stamp is not None and stamp < written_after:
+                continue
         out.append(key)
     return out
+
+
+#: A window spanning more hours than this lists the model's whole log once instead.
+_MAX_HOUR_LISTINGS = 240
+
+
+def _listed(
+    objects: ObjectStore,
+    base: str,
+    lo: datetime | None,
+    end: datetime | None,
+    written_after: str | None,
+) -> Iterator[str]:
+    """The keys under ``base`` that may be in [``lo``, ``end``): one listing per hour
+    partition, each starting after the files written before the window (on S3 the
+    skipping is done by the server), or one listing of everything."""
+    if lo is None or end is None or written_after is None:
+        yield from objects.list(base)
+        return
+    hour, last = lo, to_utc(end)
+    if (last - hour).total_seconds() > _MAX_HOUR_LISTINGS * 3600:
+        yield from objects.list(base)
+        return
+    while hour < last:
+        folder = f"{base}date={hour:%Y-%m-%d}/hour={hour:%H}/"
+        yield from objects.list(folder, start_after=folder + written_after)
+        hour += timedelta(hours=1)
+
+
+def _newest(batches: Sequence[PredictionBatch]) -> float:
+    """The latest moment of any row of ``batches`` (arrival or logging, seconds)."""
+    import numpy as np
+
+    return max(max(b.logged_at, float(np.max(b.ts)) if len(b.ts) else b.logged_at) for b in batches)
+
+
+def _written_at(key: str) -> str | None:
+    """The ``YYYYmmddTHHMMSS`` a log file's name starts with (None for another name)."""
+    name = key.rsplit("/", 1)[-1]
+    stamp = name[:15]
+    if len(stamp) == 15 and stamp[8] == "T" and (stamp[:8] + stamp[9:]).isdigit():
+        return stamp
+    return None
 
 
 def read_predictions(

@@ -14,6 +14,7 @@ so labels that arrived since update its performance without duplicating anything
 from __future__ import annotations
 
 import heapq
+import itertools
 import math
 import os
 import time
@@ -34,6 +35,7 @@ from loopline.monitor.windows import LogScan, Window
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from loopline.execute import Executor
     from loopline.registry import Registry
     from loopline.store.stores import Stores
 
@@ -269,6 +271,43 @@ class _Group:
         self.truth: list[Any] = []
         self.predicted: list[Any] = []
         self.proba: list[Any] = []
+
+    def merge(self, other: _Group) -> _Group:
+        """This group plus ``other`` (the same version and role, over later rows of the
+        window), in place: every statistic is a sum, a bound or a sketch that merges."""
+        for name, sketch in other.sketches.items():
+            self.sketches[name].merge(sketch)
+        self.seen_columns |= other.seen_columns
+        self.rows += other.rows
+        self.requests += other.requests
+        for attr, pick in (("first_ts", min), ("last_ts", max)):
+            mine, theirs = getattr(self, attr), getattr(other, attr)
+            setattr(
+                self,
+                attr,
+                theirs if mine is None else mine if theirs is None else pick(mine, theirs),
+            )
+        self.pca_sum += other.pca_sum
+        self.pca_n += other.pca_n
+        self.anomalous += other.anomalous
+        self.scored += other.scored
+        self.top = heapq.nlargest(TOP_ANOMALIES, [*self.top, *other.top])
+        heapq.heapify(self.top)
+        if self.labels_sketch is not None and other.labels_sketch is not None:
+            self.labels_sketch.merge(other.labels_sketch)
+        if self.scores_sketch is not None and other.scores_sketch is not None:
+            self.scores_sketch.merge(other.scores_sketch)
+        if self.cbpe is not None and other.cbpe is not None:
+            self.cbpe.merge(other.cbpe)
+        self.latency.counts += other.latency.counts
+        self.positive += other.positive
+        self.answered += other.answered
+        self.score_sum += other.score_sum
+        self.score_n += other.score_n
+        self.truth.extend(other.truth)
+        self.predicted.extend(other.predicted)
+        self.proba.extend(other.proba)
+        return self
 
     # -- per batch ------------------------------------------------------------------------
 
@@ -779,12 +818,15 @@ def run_monitor(
     rebuild_reference: bool = False,
     on_progress: Callable[[int, int], None] | None = None,
     workers: int | None = None,
+    executor: Executor | None = None,
 ) -> MonitorReport:
     """Monitor the model ``target`` names (``MODEL@ALIAS``, ``MODEL/VERSION``, ``MODEL``)
-    over ``window``; store the series unless ``store=False``."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
+    over ``window``; store the series unless ``store=False``.
 
+    ``executor``: on one running units elsewhere (Ray), the window's log files are split
+    into contiguous shards, each read and summarised by a unit (which opens the stores
+    itself), and the shards' summaries merged in order: the same series as one process
+    reading the whole window (sums to the last bits of floating point)."""
     from loopline.registry import Registry
     from loopline.registry.refs import parse_ref
 
@@ -798,45 +840,42 @@ def run_monitor(
     started_at = datetime.now(UTC)
     run_id = uuid.uuid4().hex
     scan = LogScan(stores.objects, name, window)
-    labels = _labels(stores, name, window)
-    groups: dict[tuple[int, str], _Group] = {}
-    references: dict[int, ModelReference] = {}
-    pool = ThreadPoolExecutor(
-        max(1, workers or min(4, os.cpu_count() or 1)), thread_name_prefix="loopline-monitor"
+    fan_out = (
+        executor is not None
+        and not executor.shares_memory
+        and window.rows is None  # the newest N rows are found file by file, newest first
+        and scan.files > 1
     )
-    done_rows = 0
-    try:
-        for batch in scan.batches():
-            table = pa.Table.from_batches([batch])
-            versions = table.column("version")
-            roles = table.column("role")
-            pairs = _pairs(versions, roles)
-            for version, role in pairs:
-                if len(pairs) == 1:
-                    part = table
-                else:
-                    mask = pc.and_(pc.equal(versions, version), pc.equal(roles, role))
-                    part = table.filter(mask)
-                group = groups.get((version, role))
-                if group is None:
-                    reference = references.get(version)
-                    if reference is None:
-                        reference = model_reference(
-                            stores,
-                            reg.get(name, version),
-                            registry=reg,
-                            baseline=base,
-                            target=config.target,
-                            rebuild=rebuild_reference,
-                        )
-                        references[version] = reference
-                    group = groups[(version, role)] = _Group(version, role, reference, config)
-                group.update(part, labels, pool)
-            done_rows += table.num_rows
-            if on_progress is not None:
-                on_progress(done_rows, 0)
-    finally:
-        pool.shutdown(wait=True)
+    references: dict[int, ModelReference] = {}
+    if fan_out:
+        assert executor is not None
+        # Built (or rebuilt) once here, not by every shard at once.
+        references[mv.version] = model_reference(
+            stores, mv, registry=reg, baseline=base, target=config.target, rebuild=rebuild_reference
+        )
+        groups = _scan_sharded(
+            executor, stores, reg, name, scan, config, base, references, on_progress
+        )
+    else:
+        pool = ThreadPoolExecutor(
+            max(1, workers or min(4, os.cpu_count() or 1)), thread_name_prefix="loopline-monitor"
+        )
+        try:
+            groups = _scan(
+                stores,
+                reg,
+                name,
+                scan,
+                _labels(stores, name, window),
+                config,
+                base,
+                references,
+                rebuild=rebuild_reference,
+                pool=pool,
+                on_progress=on_progress,
+            )
+        finally:
+            pool.shutdown(wait=True)
     if not groups:
         # Nothing logged: the target's version gets an "insufficient data" group.
         reference = model_reference(
@@ -873,6 +912,135 @@ def run_monitor(
 
         store_report(stores, report, started_at)
     return report
+
+
+def _scan(
+    stores: Stores,
+    reg: Registry,
+    name: str,
+    scan: LogScan,
+    labels: Any | None,
+    config: MonitorSettings,
+    baseline: str | None,
+    references: dict[int, ModelReference],
+    *,
+    rebuild: bool = False,
+    pool: ThreadPoolExecutor | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> dict[tuple[int, str], _Group]:
+    """Summarise the scan's rows per (version, role)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    groups: dict[tuple[int, str], _Group] = {}
+    done_rows = 0
+    for batch in scan.batches():
+        table = pa.Table.from_batches([batch])
+        versions = table.column("version")
+        roles = table.column("role")
+        pairs = _pairs(versions, roles)
+        for version, role in pairs:
+            if len(pairs) == 1:
+                part = table
+            else:
+                mask = pc.and_(pc.equal(versions, version), pc.equal(roles, role))
+                part = table.filter(mask)
+            group = groups.get((version, role))
+            if group is None:
+                reference = references.get(version)
+                if reference is None:
+                    reference = model_reference(
+                        stores,
+                        reg.get(name, version),
+                        registry=reg,
+                        baseline=baseline,
+                        target=config.target,
+                        rebuild=rebuild,
+                    )
+                    references[version] = reference
+                group = groups[(version, role)] = _Group(version, role, reference, config)
+            group.update(part, labels, pool)
+        done_rows += table.num_rows
+        if on_progress is not None:
+            on_progress(done_rows, 0)
+    return groups
+
+
+@dataclass(frozen=True)
+class _Shard:
+    """A contiguous run of a window's log files, summarised by one unit."""
+
+    settings: Any
+    model: str
+    window: Window
+    keys: tuple[str, ...]
+    config: MonitorSettings
+    baseline: str | None
+
+
+def _scan_shard(shard: _Shard) -> dict[tuple[int, str], _Group]:
+    """One shard's groups, without their references (the driver holds those)."""
+    from loopline.registry import Registry
+    from loopline.store.stores import Stores
+
+    with Stores.open(shard.settings) as stores:
+        scan = LogScan(stores.objects, shard.model, shard.window, keys=shard.keys)
+        groups = _scan(
+            stores,
+            Registry(stores),
+            shard.model,
+            scan,
+            _labels(stores, shard.model, shard.window),
+            shard.config,
+            shard.baseline,
+            {},
+        )
+    for group in groups.values():
+        group.reference = None  # type: ignore[assignment]  # re-attached by the driver
+    return groups
+
+
+def _scan_sharded(
+    executor: Executor,
+    stores: Stores,
+    reg: Registry,
+    name: str,
+    scan: LogScan,
+    config: MonitorSettings,
+    baseline: str | None,
+    references: dict[int, ModelReference],
+    on_progress: Callable[[int, int], None] | None,
+) -> dict[tuple[int, str], _Group]:
+    keys = scan.keys
+    n = min(len(keys), max(1, executor.parallelism) * 2)
+    bounds = [round(i * len(keys) / n) for i in range(n + 1)]
+    shards = [
+        _Shard(stores.settings, name, scan.window, tuple(keys[a:b]), config, baseline)
+        for a, b in itertools.pairwise(bounds)
+        if b > a
+    ]
+    futures = [executor.submit(_scan_shard, shard) for shard in shards]
+    groups: dict[tuple[int, str], _Group] = {}
+    done_rows = 0
+    for future in futures:  # in file order, so merged lists keep the window's order
+        for key, group in future.result().items():
+            version = key[0]
+            if version not in references:
+                references[version] = model_reference(
+                    stores,
+                    reg.get(name, version),
+                    registry=reg,
+                    baseline=baseline,
+                    target=config.target,
+                )
+            done_rows += group.rows
+            if key not in groups:
+                # A fresh accumulator: what came back may be read-only (zero-copy arrays).
+                groups[key] = _Group(version, key[1], references[version], config)
+            groups[key].merge(group)
+        if on_progress is not None:
+            on_progress(done_rows, 0)
+    return groups
 
 
 def _pairs(versions: Any, roles: Any) -> list[tuple[int, str]]:

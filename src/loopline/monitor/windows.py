@@ -145,6 +145,7 @@ class LogScan:
         *,
         batch_rows: int = BATCH_ROWS,
         prefix: str = PREFIX,
+        keys: Sequence[str] | None = None,
     ) -> None:
         self.objects = objects
         self.model = model
@@ -152,8 +153,13 @@ class LogScan:
         self.columns = list(columns) if columns is not None else None
         self.batch_rows = batch_rows
         self.prefix = prefix.strip("/")
-        self.keys = prediction_files(
-            objects, model=model, start=window.start, end=window.end, prefix=self.prefix
+        #: The log files read, in order (given: a shard of a window's files).
+        self.keys = (
+            list(keys)
+            if keys is not None
+            else prediction_files(
+                objects, model=model, start=window.start, end=window.end, prefix=self.prefix
+            )
         )
         self._dataset: Any = None
 
