@@ -147,7 +147,6 @@ def test_a_killed_driver_leaves_a_study_the_next_search_continues(
     tmp_path: Path, ray_executor: Executor
 ) -> None:
     from loopline.config import settings_for
-
     from loopline.store.db import migrate
     from loopline.store.db.engine import Database
 
