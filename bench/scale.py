@@ -1,4 +1,4 @@
-"""Scale-out: hyperparameter search and batch transform on the local executor and on Ray,
+"""Scale-out: hyperparameter search on the local executor and on Ray,
 beside Ray Tune (with Optuna's sampler) on the same search, in the same run.
 
 Search: 32 trials of a RandomForestClassifier (n_estimators 20..120, max_depth 2..14,
@@ -13,17 +13,12 @@ reported as intermediate values (the median pruner may stop a trial early). Rows
   on the same Ray instance, with ASHA-free defaults (no pruning: Tune's median stopping rule
   needs more trials than this).
 
-Batch transform: ``loopline predict`` of N rows x 20 features (Parquet in and out, the
-prediction log on) on the local executor and on Ray (chunks scored in Ray workers), each
-as a whole process, outputs compared.
-
 Each configuration runs in a process of its own, with Ray started with 2 CPUs in it (Ray's
 start-up is counted in its wall time and shown on its own). The last table projects the
 search to larger clusters from the measured per-trial time and fixed costs.
 
-    .venv/bin/python bench/scale.py                  # search + 2,000,000-row batch
-    .venv/bin/python bench/scale.py --trials 16 --rows 200000
-    .venv/bin/python bench/scale.py --skip-batch --json
+    .venv/bin/python bench/scale.py                  # 32 trials, three ways
+    .venv/bin/python bench/scale.py --trials 16 --skip-tune --json
 """
 
 from __future__ import annotations
@@ -37,7 +32,6 @@ import subprocess
 import sys
 import tempfile
 import textwrap
-import time
 from pathlib import Path
 from typing import Any
 
@@ -166,75 +160,6 @@ def _child(code: str, *args: str, timeout: float = 3600) -> dict[str, Any]:
     return dict(json.loads(line))
 
 
-# -- batch transform ----------------------------------------------------------------------
-
-BATCH_SETUP = """
-import sys
-from pathlib import Path
-import numpy as np, pandas as pd
-from sklearn.datasets import make_classification
-from sklearn.ensemble import RandomForestClassifier
-from loopline.config import default_toml, settings_for
-from loopline.registry import Registry
-from loopline.store.db import migrate
-from loopline.store.db.engine import Database
-from loopline.store.stores import Stores
-
-root, rows = Path(sys.argv[1]), int(sys.argv[2])
-(root / "loopline.toml").write_text(default_toml())
-settings = settings_for(root, environ={})
-with Database(settings.metadata_url, create=True) as db:
-    migrate.upgrade(db)
-X, y = make_classification(n_samples=10_000, n_features=20, random_state=0)
-cols = [f"f{i}" for i in range(20)]
-model = RandomForestClassifier(n_estimators=50, max_depth=8, random_state=0).fit(
-    pd.DataFrame(X, columns=cols), y)
-with Stores.open(settings) as stores:
-    Registry(stores).register("bench", model, sample=pd.DataFrame(X[:200], columns=cols),
-                              onnx=True, aliases=["prod"])
-rng = np.random.default_rng(1)
-frame = pd.DataFrame(rng.normal(size=(rows, 20)).astype("float64"), columns=cols)
-frame.to_parquet(root / "input.parquet", row_group_size=100_000)
-"""
-
-
-def _batch(rows: int, work: Path) -> list[dict[str, Any]]:
-    import pyarrow.parquet as pq
-
-    root = work / "batch"
-    root.mkdir()
-    subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(BATCH_SETUP), str(root), str(rows)],
-        check=True,
-        capture_output=True,
-    )
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LOOPLINE_")}
-    out: list[dict[str, Any]] = []
-    tables = {}
-    for kind in ("local", "ray"):
-        target = root / f"out-{kind}.parquet"
-        t0 = time.perf_counter()
-        proc = subprocess.run(
-            [
-                *(sys.executable, "-m", "loopline", "predict", "bench@prod"),
-                *(str(root / "input.parquet"), str(target), "--executor", kind),
-            ],
-            cwd=root,
-            env=env,
-            capture_output=True,
-            text=True,
-        )
-        wall = time.perf_counter() - t0
-        if proc.returncode != 0:
-            raise SystemExit(f"loopline predict --executor {kind} failed:\n{proc.stderr[-3000:]}")
-        tables[kind] = pq.read_table(target)
-        out.append({"executor": kind, "rows": rows, "wall": wall, "rows_per_s": rows / wall})
-    same = tables["local"].equals(tables["ray"])
-    for row in out:
-        row["same_output"] = same
-    return out
-
-
 # -- report -------------------------------------------------------------------------------
 
 
@@ -265,8 +190,6 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--trials", type=int, default=32)
-    parser.add_argument("--rows", type=int, default=2_000_000)
-    parser.add_argument("--skip-batch", action="store_true")
     parser.add_argument("--skip-tune", action="store_true", help="Leave out Ray Tune.")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
@@ -291,7 +214,6 @@ def main(argv: list[str] | None = None) -> int:
         for row in search_rows:
             row["speedup"] = base / row["wall"]
         projection = _projection(search_rows[0], search_rows[1], args.trials)
-        batch_rows = [] if args.skip_batch else _batch(args.rows, work)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -300,7 +222,6 @@ def main(argv: list[str] | None = None) -> int:
         "one_trial_s": trial,
         "search": search_rows,
         "projection": projection,
-        "batch": batch_rows,
         "load": os.getloadavg(),
     }
     if args.json:
@@ -329,15 +250,6 @@ def main(argv: list[str] | None = None) -> int:
             str(r["workers"]), str(r["trials"]), f"{r['projected_s']:.1f}", f"{r['speedup']:.1f}x"
         )
     console.print(p)
-    if batch_rows:
-        b = Table(title=f"loopline predict: {args.rows:,} rows x 20 features")
-        for col in ("executor", "wall s", "rows/s", "same output"):
-            b.add_column(col, justify="right")
-        for r in batch_rows:
-            b.add_row(
-                r["executor"], f"{r['wall']:.1f}", f"{r['rows_per_s']:,.0f}", str(r["same_output"])
-            )
-        console.print(b)
     console.print(f"load average during the run: {report['load'][0]:.1f}")
     return 0
 

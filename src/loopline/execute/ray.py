@@ -25,7 +25,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
-import os
 import socket
 import sys
 import threading
@@ -257,10 +256,6 @@ class RayExecutor:
             except ValueError:  # a module cloudpickle refuses (not a plain module)
                 continue
             self._shipped.add(name)
-
-    def worker_pid(self) -> int:
-        """The process id of a Ray worker (for checking that work ran elsewhere)."""
-        return self.submit(os.getpid).result()
 
     def shutdown(self, cancel: bool = False) -> None:
         self._closed = True
