@@ -166,6 +166,10 @@ class CycleSettings:
     #: Open a new connection every N requests (0: one keep-alive connection), so that
     #: several server workers, each taking connections of their own, all get traffic.
     reconnect_every: int = 0
+    #: How many times its ``windows`` a phase that waits for a rollout (``until``) may
+    #: last: on shared infrastructure a retraining (Ray tasks, PostgreSQL, S3) takes
+    #: longer than on the embedded stores. A phase still ends when its rollout does.
+    patience: float = 1.0
 
 
 def loop_toml(cfg: CycleSettings, hook_url: str) -> str:
@@ -734,7 +738,10 @@ class Cycle:
                 cfg = loop_config(self.controller.settings, MODEL)
                 r = rollouts.start(MODEL, cfg, trigger="schedule", cause={"reason": "weekly"})
                 self.on_note(f"scheduled retraining: rollout {r.id[:8]}")
-            deadline = phase_start + (phase.windows or 10_000) * w
+            windows = phase.windows or 10_000
+            if phase.until:
+                windows = int(windows * self.cfg.patience)
+            deadline = phase_start + windows * w
             while time.time() < deadline:
                 for entry in timeline.read():
                     out.timeline.append(entry.to_dict())

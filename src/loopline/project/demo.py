@@ -536,7 +536,15 @@ def stage_loop(ctx: DemoContext) -> None:
 
     if not ctx.scenarios:
         return
-    cfg = CycleSettings(reconnect_every=20 if ctx.serve_workers > 1 else 0)
+    shared = (
+        ctx.serve_workers > 1
+        or not ctx.stores.db.is_sqlite
+        or "://" in ctx.stores.objects.url
+        or (ctx.executor is not None and ctx.executor.name != "local")
+    )
+    cfg = CycleSettings(
+        reconnect_every=20 if ctx.serve_workers > 1 else 0, patience=3.0 if shared else 1.0
+    )
     hooks = Hooks()
     logged_before = set(_log_keys(ctx))
     try:
