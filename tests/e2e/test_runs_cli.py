@@ -106,6 +106,35 @@ def test_ls_json_filters_and_sorting(project: dict[str, object]) -> None:
     assert "aaaa1111" not in table
 
 
+def test_ls_json_is_compact_and_the_same_on_both_paths(project: dict[str, object]) -> None:
+    """A plain listing is read straight from SQLite; with a filter (here one every run
+    matches) it takes the regular path. Both print the same bytes."""
+    path = project["path"]
+    assert isinstance(path, Path)
+    loopline("runs", "ls", cwd=path)  # the dead run is reaped (if no test did it yet)
+    everything = ("-f", "start_time >= 1970-01-01")
+    for args in ((), ("-n", "2"), ("-e", "churn", "-s", "failed"), ("-e", "nope"), ("-n", "0")):
+        plain = loopline("runs", "ls", "--json", *args, cwd=path).stdout
+        regular = loopline("runs", "ls", "--json", *args, *everything, cwd=path).stdout
+        assert plain == regular, args
+    text = loopline("runs", "ls", "--json", cwd=path).stdout
+    listed = json.loads(text)
+    assert len(text.splitlines()) == len(listed) + 2  # one run a line
+    assert all(v is not None for r in listed for v in r.values())  # no nulls
+    rf = next(r for r in listed if r["name"] == "rf")
+    assert rf["params"] == {"C": "1.0", "model": "rf"}
+    assert rf["metrics"] == {"f1": 0.81, "loss": 0.05}
+    assert rf["metric_steps"] == {"loss": [5, 2]}
+    assert rf["inputs"][0]["name"] == "customers"
+    assert rf["artifacts"][0]["name"] == "report.json"
+    assert rf["start_time"].endswith("Z")
+    assert rf["duration_s"] >= 0
+    broken = next(r for r in listed if r["name"] == "broken")
+    assert broken["error"] == "ValueError: bad input"
+    assert "metric_steps" not in broken
+    assert "inputs" not in broken
+
+
 def test_show(project: dict[str, object]) -> None:
     path = project["path"]
     assert isinstance(path, Path)

@@ -6,12 +6,13 @@ import json
 import os
 import shlex
 import sys
-from collections.abc import Callable, Iterable, Sequence
-from typing import Any, TypeVar
+from collections.abc import Iterable, Sequence
+from typing import Any
 
-import click
 from rich.console import Console
 from rich.table import Table
+
+from loopline.cli.options import json_option as json_option
 
 console = Console()
 err_console = Console(stderr=True)
@@ -36,16 +37,6 @@ def table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any
 def status_text(status: str) -> str:
     style = STATUS_STYLE.get(status, "")
     return f"[{style}]{status}[/{style}]" if style else status
-
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def json_option(fn: F) -> F:
-    """The ``--json`` flag every listing command has (passed as ``as_json``)."""
-    return click.option(
-        "--json", "as_json", is_flag=True, help="Print the result as one JSON document."
-    )(fn)
 
 
 #: Frames of a failure's traceback shown without ``--debug`` (the deepest ones).

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -17,10 +17,12 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from loopline.cli.output import command_line, console, err_console, json_option, print_json, table
+from loopline.cli.options import json_option
 
 if TYPE_CHECKING:
     from loopline.tracking import RunRecord, Tracker
+    from loopline.tracking.listing import ListedRun
+
 
 RUN_STATUSES = ("running", "finished", "failed", "killed")
 _STATUS_STYLE = {"running": "cyan", "finished": "green", "failed": "bold red", "killed": "yellow"}
@@ -38,6 +40,33 @@ def _tracker() -> Iterator[Tracker]:
         tracker = Tracker(stores)
         reap_dead_pipeline_runs(stores, tracker)
         yield tracker
+
+
+def _plain_listing(
+    experiment: str | None, statuses: Sequence[str], limit: int | None
+) -> list[ListedRun] | None:
+    """The newest runs read straight from the embedded SQLite store, without SQLAlchemy
+    (see :mod:`loopline.tracking.listing_sqlite`); None when the regular path must answer:
+    another database or a remote artifact store (whose settings that path checks), a
+    store to migrate or to reap, an error to report."""
+    from loopline.config import load_settings
+    from loopline.store.db.engine import sqlite_file
+
+    settings = load_settings()
+    path = sqlite_file(settings.metadata_url)
+    artifacts = settings.artifacts_url
+    if path is None or ("://" in artifacts and not artifacts.startswith("file://")):
+        return None
+    from loopline.tracking.listing_sqlite import read_listing
+
+    return read_listing(
+        path,
+        settings.artifacts_url,
+        busy_timeout=settings.db_busy_timeout,
+        experiment=experiment,
+        statuses=statuses,
+        limit=limit,
+    )
 
 
 @click.group("runs", no_args_is_help=True)
@@ -92,52 +121,65 @@ def ls_command(
     as_json: bool,
 ) -> None:
     """List runs, newest first, with the metrics and params the filters and sort name."""
-    from loopline.tracking.errors import InvalidRunFilterError
-    from loopline.tracking.search import parse_filter, parse_sort
-
     order = [_with_direction(k, desc) for k in sort_keys]
-    try:
-        fields = [str(parse_filter(f).field) for f in filters]
-        fields += [str(parse_sort(k).field) for k in order]
-    except InvalidRunFilterError as exc:
-        raise click.BadParameter(str(exc), param_hint="--filter/--sort") from None
-    with _tracker() as tracker:
-        records = tracker.search_runs(
-            experiment=experiment,
-            filters=filters,
-            order_by=order,
-            status=list(statuses) or None,
-            parent_id=parent,
-            limit=limit,
-        )
+    fields: list[str] = []
+    listed = None
+    if filters or order:
+        from loopline.tracking.errors import InvalidRunFilterError
+        from loopline.tracking.search import parse_filter, parse_sort
+
+        try:
+            fields = [str(parse_filter(f).field) for f in filters]
+            fields += [str(parse_sort(k).field) for k in order]
+        except InvalidRunFilterError as exc:
+            raise click.BadParameter(str(exc), param_hint="--filter/--sort") from None
+    elif parent is None:
+        listed = _plain_listing(experiment, statuses, limit)
+    if listed is None:
+        with _tracker() as tracker:
+            listed = tracker.list_runs(
+                experiment=experiment,
+                filters=filters,
+                order_by=order,
+                status=list(statuses) or None,
+                parent_id=parent,
+                limit=limit,
+            )
     if as_json:
-        print_json([r.as_dict() for r in records])
+        from loopline.tracking.listing import dumps_listing
+
+        sys.stdout.buffer.write(dumps_listing(listed))
+        sys.stdout.flush()
         return
-    if not records:
+    from loopline.cli.output import console
+
+    if not listed:
         console.print("no runs match" if (filters or statuses or experiment) else "no runs yet")
         return
     from rich.table import Table
 
+    from loopline.tracking.listing import duration
+
     room = max(0, (console.width - 100) // 12)
-    columns = _value_columns(fields, records, min(room, _EXTRA_METRIC_COLUMNS))
+    columns = _value_columns(fields, listed, min(room, _EXTRA_METRIC_COLUMNS))
     t = Table(header_style="bold")
     for head in ("id", "experiment", "name", "status", "started", "duration"):
         fixed = head in ("id", "status", "started", "duration")
         t.add_column(head, no_wrap=fixed, min_width=None if fixed else 6, overflow="fold")
     for column in columns:
         t.add_column(column.removeprefix("metrics."), justify="right", min_width=6)
-    for r in records:
+    for r in listed:
         t.add_row(
-            r.id[:8],
-            _escape(r.experiment),
-            _escape(r.name or ""),
-            _status(r.status),
-            _when(r.start_time),
-            _duration(r.duration) if r.end_time else "",
+            r["id"][:8],
+            _escape(r["experiment"]),
+            _escape(r["name"] or ""),
+            _status(r["status"]),
+            _when(r["start_time"]),
+            _duration(duration(r)) if r["end_time"] else "",
             *(_format(_lookup(r, c)) for c in columns),
         )
     console.print(t)
-    if len(records) == limit:
+    if len(listed) == limit:
         console.print(f"[dim]first {limit} runs; see more with --limit[/dim]")
 
 
@@ -146,6 +188,8 @@ def ls_command(
 @json_option
 def show_command(run_id: str, as_json: bool) -> None:
     """Show one run: params, latest metrics, tags, inputs, artifacts, code version."""
+    from loopline.cli.output import console, print_json, table
+
     with _tracker() as tracker:
         record = tracker.get_run(run_id)
         children = tracker.search_runs(parent_id=record.id, limit=None)
@@ -229,6 +273,8 @@ def show_command(run_id: str, as_json: bool) -> None:
 @json_option
 def artifacts_command(run_id: str, as_json: bool) -> None:
     """List the artifacts a run logged (reports, tracebacks, files): name, size, digest."""
+    from loopline.cli.output import command_line, console, print_json, table
+
     with _tracker() as tracker:
         record = tracker.get_run(run_id)
     if as_json:
@@ -273,6 +319,7 @@ def artifact_group() -> None:
 def artifact_get_command(run_id: str, name: str, output: Path | None) -> None:
     """Write artifact NAME of a run (its bytes, verified against their sha256) to a file
     or to standard output."""
+    from loopline.cli.output import err_console
     from loopline.tracking.errors import ArtifactError
 
     with _tracker() as tracker:
@@ -302,6 +349,8 @@ def artifact_get_command(run_id: str, name: str, output: Path | None) -> None:
 @json_option
 def compare_command(run_ids: tuple[str, ...], only_diff: bool, as_json: bool) -> None:
     """Compare runs side by side: params and latest metrics; differing rows highlighted."""
+    from loopline.cli.output import console, print_json
+
     with _tracker() as tracker:
         records: list[RunRecord] = []
         for run_id in run_ids:
@@ -391,23 +440,22 @@ def _with_direction(key: str, desc: bool) -> str:
     return f"{text} desc"
 
 
-def _value_columns(fields: list[str], records: Sequence[RunRecord], extra: int) -> list[str]:
+def _value_columns(fields: list[str], listed: Sequence[ListedRun], extra: int) -> list[str]:
     """Columns for the params and metrics named by filters and sort, then a few metrics."""
     columns: list[str] = []
     for f in fields:
         if f.startswith(("params.", "metrics.", "tags.")) and f not in columns:
             columns.append(f)
-    others = sorted({f"metrics.{k}" for r in records for k in r.metrics} - set(columns))
+    others = sorted({f"metrics.{k}" for r in listed for k in r["metrics"]} - set(columns))
     return columns + others[:extra]
 
 
-def _lookup(record: RunRecord, column: str) -> Any:
+def _lookup(run: ListedRun, column: str) -> Any:
     kind, _, key = column.partition(".")
     if key.startswith('"') and key.endswith('"'):
         key = key[1:-1]
-    if kind == "metrics":
-        return record.metrics.get(key)
-    return (record.params if kind == "params" else record.tags).get(key)
+    values: Mapping[str, Any] = run["metrics" if kind == "metrics" else kind]  # type: ignore[literal-required]
+    return values.get(key)
 
 
 def _format(value: Any) -> str:

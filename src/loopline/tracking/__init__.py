@@ -19,16 +19,34 @@ sort keys), ``tables``, ``records``, ``values`` (what may be logged), ``gitinfo`
 
 from __future__ import annotations
 
-from loopline.tracking.records import (
-    MetricPoint,
-    MetricSummary,
-    RunArtifact,
-    RunInput,
-    RunRecord,
-)
-from loopline.tracking.run import Run, current_run
-from loopline.tracking.signals import Terminated
-from loopline.tracking.tracker import Tracker
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from loopline.tracking.records import (
+        MetricPoint,
+        MetricSummary,
+        RunArtifact,
+        RunInput,
+        RunRecord,
+    )
+    from loopline.tracking.run import Run, current_run
+    from loopline.tracking.signals import Terminated
+    from loopline.tracking.tracker import Tracker
+
+#: Where each name lives. They are imported on first use, so that importing a submodule
+#: (``loopline.tracking.listing`` for ``loopline runs ls``) does not import SQLAlchemy.
+_EXPORTS = {
+    "MetricPoint": "records",
+    "MetricSummary": "records",
+    "Run": "run",
+    "RunArtifact": "records",
+    "RunInput": "records",
+    "RunRecord": "records",
+    "Terminated": "signals",
+    "Tracker": "tracker",
+    "current_run": "run",
+}
 
 __all__ = [
     "MetricPoint",
@@ -41,3 +59,12 @@ __all__ = [
     "Tracker",
     "current_run",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value

@@ -270,13 +270,22 @@ def filter_clause(conn: sa.Connection, flt: Filter) -> Any:
     return runs.c.id.in_(sa.select(table.c.run_id).where(table.c.key == key, condition))
 
 
-def order_clauses(conn: sa.Connection, key: SortKey) -> list[Any]:
+def order_columns(conn: sa.Connection, key: SortKey) -> list[Any]:
+    """The values a sort key orders by, most significant first: a metric's latest value;
+    a param's or tag's number (text that is not one last), then its text; an attribute."""
     kind, name = key.field.kind, key.field.key
     if kind == "metrics":
-        columns = [_metric_value(name)]
-    elif kind in ("params", "tags"):
+        return [_metric_value(name)]
+    if kind in ("params", "tags"):
         text = _text_value(kind, name)
-        columns = [dialects.numeric(conn, text), text]
-    else:
-        columns = [runs.c[name]]
-    return [(c.desc() if key.descending else c.asc()).nulls_last() for c in columns]
+        return [dialects.numeric(conn, text), text]
+    return [runs.c[name]]
+
+
+def ordered(column: Any, descending: bool) -> Any:
+    """``column`` in the direction of a sort key, runs missing the value last."""
+    return (column.desc() if descending else column.asc()).nulls_last()
+
+
+def order_clauses(conn: sa.Connection, key: SortKey) -> list[Any]:
+    return [ordered(c, key.descending) for c in order_columns(conn, key)]

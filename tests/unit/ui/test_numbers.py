@@ -42,6 +42,47 @@ def test_runs_are_paged_sorted_and_filtered(client: TestClient, project: Project
     assert [r["id"] for r in failed["runs"]] == [project.failed_run]
 
 
+def test_api_rows_hold_what_the_full_records_hold(client: TestClient, project: Project) -> None:
+    """The rows come from the listing statement; each holds what the run's record holds."""
+    import json
+
+    from loopline.ui.render import dumps
+
+    tracker = Tracker(project.stores)
+    for query, search in (
+        ("per_page=1000", {"limit": 1000}),
+        (
+            "per_page=7&page=2&sort=-metrics.f1",
+            {"order_by": ["-metrics.f1"], "limit": 7, "offset": 7},
+        ),
+        (
+            "filter=params.model+%3D+rf&sort=params.C",
+            {"filters": ["params.model = rf"], "order_by": ["params.C"], "limit": 100},
+        ),
+        ("status=failed", {"status": ["failed"], "limit": 100}),
+    ):
+        rows = client.get(f"/api/runs?{query}").json()["runs"]
+        expected = [
+            {
+                "id": r.id,
+                "name": r.name,
+                "experiment": r.experiment,
+                "status": r.status,
+                "parent_id": r.parent_id,
+                "start_time": r.start_time.isoformat(),
+                "end_time": None if r.end_time is None else r.end_time.isoformat(),
+                "duration_s": r.duration,
+                "params": r.params,
+                "metrics": r.metrics,
+                "tags": r.tags,
+                "datasets": [f"{i.name}@{i.version}" for i in r.inputs if i.kind == "dataset"],
+            }
+            for r in tracker.search_runs(**search)  # type: ignore[arg-type]
+        ]
+        assert rows
+        assert rows == json.loads(dumps(expected)), query
+
+
 def test_a_bad_filter_is_explained_on_the_page(client: TestClient) -> None:
     page = client.get("/runs?filter=metrics.f1+%3E%3D+high")
     assert page.status_code == 400

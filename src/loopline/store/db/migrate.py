@@ -15,12 +15,11 @@ from typing import TYPE_CHECKING
 from loopline.store.db.engine import Database
 from loopline.store.db.schema import VERSION_TABLE
 from loopline.store.errors import DatabaseUnreachableError, SchemaError
+from loopline.store.revision import HEAD as HEAD
 
 if TYPE_CHECKING:
     from alembic.config import Config
 
-#: The newest migration. A test checks it matches Alembic's head.
-HEAD = "0013"
 _MIGRATIONS = Path(__file__).parent / "migrations"
 _PG_LOCK_ID = 0x6C6F6F70  # "loop"
 

@@ -1,7 +1,8 @@
 """Runs: the paged, sortable, filterable table; one run; runs side by side; artifacts.
 
 The table never loads every run: the tracker counts the matches and returns one page,
-sorted and filtered in SQL (the filter syntax of ``loopline runs ls``).
+sorted and filtered in SQL (the filter syntax of ``loopline runs ls``), read as listings
+in one statement (:mod:`loopline.tracking.listing`), the path ``loopline runs ls`` takes.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ if TYPE_CHECKING:
     from starlette.responses import Response
 
     from loopline.tracking import RunRecord
+    from loopline.tracking.listing import ListedRun
     from loopline.ui.app import Call
 
 PER_PAGE = 100
@@ -36,22 +38,25 @@ _PREVIEW_BYTES = 64 * 1024
 _TEXT_SUFFIXES = (".txt", ".json", ".csv", ".md", ".log", ".yaml", ".yml", ".toml", ".py")
 
 
-def run_row(r: RunRecord) -> dict[str, Any]:
+def run_row(r: ListedRun) -> dict[str, Any]:
     """A run as a row of the table (and of its JSON twin): everything it logged, latest
     value of each metric."""
+    from loopline.tracking.listing import duration
+
+    end = r["end_time"]
     return {
-        "id": r.id,
-        "name": r.name,
-        "experiment": r.experiment,
-        "status": r.status,
-        "parent_id": r.parent_id,
-        "start_time": r.start_time.isoformat(),
-        "end_time": None if r.end_time is None else r.end_time.isoformat(),
-        "duration_s": r.duration,
-        "params": dict(r.params),
-        "metrics": dict(r.metrics),
-        "tags": dict(r.tags),
-        "datasets": [f"{i.name}@{i.version}" for i in r.inputs if i.kind == "dataset"],
+        "id": r["id"],
+        "name": r["name"],
+        "experiment": r["experiment"],
+        "status": r["status"],
+        "parent_id": r["parent_id"],
+        "start_time": r["start_time"].isoformat(),
+        "end_time": None if end is None else end.isoformat(),
+        "duration_s": duration(r),
+        "params": r["params"],
+        "metrics": r["metrics"],
+        "tags": r["tags"],
+        "datasets": [f"{i['name']}@{i['version']}" for i in r["inputs"] if i["kind"] == "dataset"],
     }
 
 
@@ -85,10 +90,10 @@ def runs_page(call: Call) -> Page:
             "status": statuses or None,
         }
         total = tracker.count_runs(**args)
-        records = tracker.search_runs(
+        listed = tracker.list_runs(
             **args, order_by=[sort] if sort else [], limit=per_page, offset=(page - 1) * per_page
         )
-        rows = [run_row(r) for r in records]
+        rows = [run_row(r) for r in listed]
     columns = chosen or _default_columns(named, keys)
     data = {
         "runs": rows,
