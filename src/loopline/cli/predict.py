@@ -6,6 +6,7 @@ from typing import Any
 
 import click
 
+from loopline.cli.executing import executor_options, opened_executor
 from loopline.cli.output import console, err_console, json_option, print_json, table
 
 
@@ -21,9 +22,30 @@ from loopline.cli.output import console, err_console, json_option, print_json, t
     help="Rows read, validated and scored at a time (bounds memory).",
 )
 @click.option("--no-log", is_flag=True, help="Do not write the rows to the prediction log.")
+@click.option(
+    "--native",
+    is_flag=True,
+    help="Score with the native model even when the package has an ONNX export.",
+)
+@click.option(
+    "--threads",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Chunks scored at once in this process (default: one per core).",
+)
+@executor_options("the input's chunks")
 @json_option
 def predict_command(
-    model: str, input_file: str, output_file: str, chunk_rows: int, no_log: bool, as_json: bool
+    model: str,
+    input_file: str,
+    output_file: str,
+    chunk_rows: int,
+    no_log: bool,
+    native: bool,
+    threads: int | None,
+    executor_kind: str | None,
+    address: str | None,
+    as_json: bool,
 ) -> int:
     """Score INPUT (CSV or Parquet; a path or s3://...) with MODEL (name@alias, name/3).
 
@@ -33,6 +55,10 @@ def predict_command(
     the model does not read keep their types. Rows that do not fit
     the model's signature go to OUTPUT.invalid.csv (row, column, value, expected). Exits
     1 when some rows were invalid.
+
+    The model runs on its ONNX export when the registry kept one (--native: the native
+    model), chunks read, scored and written at once. With --executor ray a Parquet input
+    is split into shards scored as Ray tasks; the output is the same as a local run's.
     """
     from rich.progress import (
         BarColumn,
@@ -83,16 +109,22 @@ def predict_command(
 
     with Stores.open(load_settings()) as stores:
         try:
-            result = predict_file(
-                stores,
-                model,
-                input_file,
-                output_file,
-                chunk_rows=chunk_rows,
-                progress=progress,
-                log=not no_log,
-                reading=reading,
-            )
+            with opened_executor(
+                stores.settings, executor_kind, address, thread_name="loopline-batch"
+            ) as executor:
+                result = predict_file(
+                    stores,
+                    model,
+                    input_file,
+                    output_file,
+                    chunk_rows=chunk_rows,
+                    progress=progress,
+                    log=not no_log,
+                    reading=reading,
+                    native=native,
+                    threads=threads,
+                    executor=executor,
+                )
         finally:
             read_bar.stop()
             bar.stop()
@@ -103,12 +135,13 @@ def predict_command(
         console.print(
             table(
                 f"{result.model}/{result.version} -> {result.output}",
-                ["rows", "scored", "invalid", "scoring s", "rows/s", "total s"],
+                ["rows", "scored", "invalid", "model", "scoring s", "rows/s", "total s"],
                 [
                     (
                         result.rows_total,
                         result.rows_scored,
                         result.rows_invalid,
+                        result.path,
                         f"{result.seconds:.2f}",
                         f"{result.rows_per_second:,.0f}",
                         f"{result.total_seconds:.2f}",

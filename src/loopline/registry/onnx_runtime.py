@@ -135,6 +135,27 @@ class OnnxModel:
         return np.asarray(outputs[1])
 
 
+def column_feeds(inputs: Sequence[tuple[str, str]], columns: Mapping[str, Any]) -> dict[str, Any]:
+    """The input tensors (one ``(rows, 1)`` array each, keyed by column name) for the
+    numpy ``columns`` of a request or a chunk: ``inputs`` are (column, type) pairs of the
+    graph (``float``, ``int64``, ``string``); a missing float is NaN, a missing text ""."""
+    import numpy as np
+
+    out: dict[str, Any] = {}
+    for name, kind in inputs:
+        arr = columns[name]
+        if kind == "float":
+            if arr.dtype.kind == "O":
+                arr = np.array([np.nan if v is None else float(v) for v in arr.tolist()])
+            tensor = arr.astype(np.float32)
+        elif kind == "int64":
+            tensor = arr.astype(np.int64)
+        else:
+            tensor = np.array(["" if v is None else str(v) for v in arr.tolist()], dtype=object)
+        out[name] = tensor.reshape(-1, 1)
+    return out
+
+
 class _ColumnFeeds:
     """An ``InferenceSession`` that takes its feeds keyed by column name, for callers that
     build tensors per signature column (the server's batch path): ``run`` renames them to

@@ -16,6 +16,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
+from loopline.registry.onnx_runtime import column_feeds
+
 if TYPE_CHECKING:
     from loopline.registry import LoadedModel
 
@@ -88,21 +90,7 @@ class OnnxPredictor:
         self.has_proba = len(outputs) > 1
 
     def feeds(self, columns: Mapping[str, Array]) -> dict[str, Array]:
-        import numpy as np
-
-        out: dict[str, Array] = {}
-        for name, kind in self.inputs:
-            arr = columns[name]
-            if kind == "float":
-                if arr.dtype.kind == "O":
-                    arr = np.array([np.nan if v is None else float(v) for v in arr.tolist()])
-                tensor = arr.astype(np.float32)
-            elif kind == "int64":
-                tensor = arr.astype(np.int64)
-            else:
-                tensor = np.array(["" if v is None else str(v) for v in arr.tolist()], dtype=object)
-            out[name] = tensor.reshape(-1, 1)
-        return out
+        return column_feeds(self.inputs, columns)
 
     def predict(self, columns: Mapping[str, Array], n_rows: int) -> Outputs:
         import numpy as np

@@ -8,8 +8,8 @@ chunk goes through what the HTTP endpoint does to a request:
    rows with problems are written to a side file (row, column, value, expected) and not
    scored; a problem of the whole input (a missing column) stops the run;
 2. the model on the valid rows: ``prediction``, and ``proba.<class>`` for classifiers;
-3. the prediction log (:class:`~loopline.monitor.predictions.PredictionLogWriter`, role
-   ``batch``, one request id per chunk), flushed at the end.
+3. the prediction log (:class:`~loopline.trigger.batchlog.BatchLogWriter`, role
+   ``batch``, one request id per chunk), written in chunk order, flushed at the end.
 
 The output (Parquet or CSV, by extension) holds the valid rows' input columns and the
 model's outputs, and, when the rows are logged, ``request_id`` and ``row``: the keys of
@@ -34,7 +34,7 @@ import secrets
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
@@ -42,10 +42,11 @@ from loopline.trigger.errors import BatchInputError, BatchOutputError
 
 if TYPE_CHECKING:
     from loopline.config import S3Settings
-    from loopline.monitor.predictions import PredictionLogWriter
+    from loopline.execute import Executor
     from loopline.registry import LoadedModel
     from loopline.store.objects.base import ObjectStore
     from loopline.store.stores import Stores
+    from loopline.trigger.batchlog import BatchLogWriter, LoggedChunk
 
 #: ``progress(rows_done, rows_total)``; for a CSV file the total is the count of its lines
 #: (exact unless quoted fields hold line breaks), found while the file is first read.
@@ -84,12 +85,20 @@ class BatchResult:
     rows_invalid: int
     invalid_path: str | None
     chunks: int
-    #: Seconds spent reading, validating and scoring (the rate is of these).
+    #: Seconds spent reading, validating, scoring and writing (the rate is of these).
     seconds: float
+    #: How the model ran: ``"onnx"`` (its ONNX export on onnxruntime) or ``"native"``.
+    path: str = "native"
     logged_rows: int = 0
     log_dropped_rows: int = 0
     #: Seconds of the whole run: loading the model, reading, scoring, writing, logging.
     total_seconds: float = 0.0
+    #: The process ids that scored the chunks (this one, or an executor's workers).
+    workers: list[int] = field(default_factory=lambda: [os.getpid()])
+    #: Over an executor: seconds the driver spent copying the shards' rows into the output.
+    merge_seconds: float = 0.0
+    #: Over an executor: seconds the shards took in the workers, summed (for sizing).
+    worker_seconds: float = 0.0
 
     @property
     def rows_per_second(self) -> float:
@@ -99,6 +108,8 @@ class BatchResult:
         data = dict(self.__dict__)
         data["seconds"] = round(self.seconds, 3)
         data["total_seconds"] = round(self.total_seconds, 3)
+        data["merge_seconds"] = round(self.merge_seconds, 3)
+        data["worker_seconds"] = round(self.worker_seconds, 3)
         data["rows_per_second"] = round(self.rows_per_second, 1)
         return data
 
@@ -313,7 +324,8 @@ def _parquet_chunks(source: Source, chunk_rows: int) -> tuple[Iterator[Any], int
 
     stream = source.opener()
     try:
-        reader = pq.ParquetFile(stream)
+        # No pre-buffering: it holds several whole row groups (hundreds of MB) at once.
+        reader = pq.ParquetFile(stream, pre_buffer=False)
     except (pa.ArrowInvalid, OSError) as exc:
         stream.close()
         raise BatchInputError(source.name, f"not a readable Parquet file ({exc})") from exc
@@ -385,17 +397,31 @@ class ScoredChunk:
     problems: list[Any]  # Problem records of the invalid rows, rows numbered in the file
     n_rows: int
     n_scored: int
+    #: What the prediction log gets (None when nothing is logged or no row was valid).
+    log: LoggedChunk | None = None
 
 
 class ChunkScorer:
-    """Validates and scores chunks for one loaded model (shared by batch and the watcher)."""
+    """Validates and scores chunks for one loaded model (shared by batch and the watcher).
+
+    The model runs on ONNX Runtime when the package has an ONNX export (and ``native``
+    is False), else natively (see :mod:`loopline.trigger.scoring`). :meth:`score` may run
+    in several threads at once once the first chunk is scored (it settles the types of a
+    CSV's pass-through columns and whether the class is read off the probabilities);
+    :meth:`log` is called in chunk order.
+    """
 
     def __init__(
-        self, loaded: LoadedModel, *, chunk_rows: int, log_writer: PredictionLogWriter | None
+        self,
+        loaded: LoadedModel,
+        *,
+        chunk_rows: int,
+        log_writer: BatchLogWriter | None,
+        native: bool = False,
+        run_id: str | None = None,
     ) -> None:
-        import numpy as np
-
         from loopline.registry.validation import InputValidator
+        from loopline.trigger.scoring import chunk_model
 
         self.loaded = loaded
         self.signature = loaded.signature
@@ -406,19 +432,19 @@ class ChunkScorer:
             max_problems=max(100, chunk_rows * max(1, len(self.specs)) + 1),
         )
         self.log_writer = log_writer
-        self.classifier = loaded.is_classifier and hasattr(loaded.model, "predict_proba")
-        classes = loaded.classes_ if self.classifier else None
-        self.classes = None if classes is None else np.asarray(classes)
-        #: The predicted class is the most probable one (read off predict_proba, so the
-        #: model runs once per chunk): for the estimators known to predict that way, and
-        #: checked against predict() on the first chunk (None: not checked yet).
-        self._argmax: bool | None = None if _predicts_argmax(loaded.model) else False
-        self.run_id = secrets.token_hex(6)
+        self.model = chunk_model(loaded, native=native)
+        #: ``"onnx"`` or ``"native"``: how the model runs.
+        self.path = self.model.path
+        self.run_id = run_id or secrets.token_hex(6)
         #: Types of the pass-through columns of a text (CSV) input, from its first chunk.
         self._passthrough: dict[str, Any] = {}
 
+    def request_id(self, chunk: int) -> str:
+        """The prediction log's request id of chunk number ``chunk`` of this run."""
+        return f"batch-{self.run_id}-{chunk:06d}"
+
     def score(self, table: Any, *, first_row: int, text: bool, chunk: int) -> ScoredChunk:
-        """Validate ``table`` (rows ``first_row``...), score the valid rows, log them."""
+        """Validate ``table`` (rows ``first_row``...) and score the valid rows."""
         import numpy as np
         import pyarrow as pa
 
@@ -455,11 +481,25 @@ class ChunkScorer:
         columns = result.columns
         outputs = self._predict(columns)
         latency_ms = (time.perf_counter() - t0) * 1000.0
+        logged = None
+        extra: dict[str, Any] = {}
         if self.log_writer is not None:
-            request_id = self._log(columns, outputs, arrived, latency_ms, chunk)
-            outputs[REQUEST_ID] = np.full(len(table), request_id, dtype=object)
-            outputs[REQUEST_ROW] = np.arange(len(table), dtype=np.int64)
-        return ScoredChunk(self._output_table(table, columns, outputs), problems, n, len(table))
+            logged = self._log_batch(columns, outputs, arrived, latency_ms, chunk)
+            m = len(table)
+            extra[REQUEST_ID] = pa.repeat(pa.scalar(self.request_id(chunk), pa.string()), m)
+            extra[REQUEST_ROW] = pa.array(np.arange(m, dtype=np.int64))
+        out = self._output_table(table, columns, outputs, extra)
+        return ScoredChunk(out, problems, n, len(table), logged)
+
+    def log(self, chunk: ScoredChunk) -> None:
+        """Append a scored chunk to the prediction log (in chunk order), flushing files of
+        ``flush_rows`` rows."""
+        writer = self.log_writer
+        if writer is None or chunk.log is None:
+            return
+        writer.append(chunk.log)
+        if writer.pending_rows >= writer.flush_rows:
+            writer.flush(wait=False)
 
     def _numbers_from_text(self, table: Any) -> Any:
         """Numeric columns of a text chunk cast in C when every cell parses.
@@ -514,70 +554,39 @@ class ChunkScorer:
         return table
 
     def _predict(self, columns: dict[str, Any]) -> dict[str, Any]:
-        import warnings
+        n = len(next(iter(columns.values()))) if columns else 0
+        return self.model.outputs(columns, n)
 
-        import numpy as np
-
-        from loopline.registry.validation import to_frame
-
-        frame = to_frame(self.signature, columns)
-        outputs: dict[str, Any] = {}
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            if self.classes is None:
-                outputs[PREDICTION] = np.asarray(self.loaded.predict(frame))
-                return outputs
-            proba = np.asarray(self.loaded.predict_proba(frame), dtype=np.float64)
-            if self._argmax is False:
-                outputs[PREDICTION] = np.asarray(self.loaded.predict(frame))
-            else:
-                picked = self.classes[np.argmax(proba, axis=1)]
-                if self._argmax is None:
-                    predicted = np.asarray(self.loaded.predict(frame))
-                    self._argmax = bool(np.array_equal(predicted, picked))
-                    picked = predicted
-                outputs[PREDICTION] = picked
-            for i, label in enumerate(self.classes.tolist()):
-                outputs[f"{PROBA_PREFIX}{label}"] = proba[:, i]
-        return outputs
-
-    def _log(
+    def _log_batch(
         self,
         columns: dict[str, Any],
         outputs: dict[str, Any],
         arrived: float,
         latency_ms: float,
         chunk: int,
-    ) -> str:
-        """Log the chunk as one request; its request id."""
-        from loopline.monitor.predictions import PredictionBatch
+    ) -> LoggedChunk:
+        """The chunk as one request of the prediction log."""
+        from loopline.trigger.batchlog import LoggedChunk
 
-        writer = self.log_writer
-        assert writer is not None
-        n = len(outputs[PREDICTION])
-        request_id = f"batch-{self.run_id}-{chunk:06d}"
-        batch = PredictionBatch.from_requests(
+        return LoggedChunk(
             model=self.loaded.name,
             version=self.loaded.version,
-            role=ROLE,
-            request_ids=[request_id],
-            row_counts=[n],
-            arrived=[arrived],
-            latency_ms=[latency_ms],
+            request_id=self.request_id(chunk),
+            rows=len(outputs[PREDICTION]),
+            arrived=arrived,
+            latency_ms=latency_ms,
             inputs=columns,
-            outputs=outputs,
+            outputs=dict(outputs),
         )
-        writer.append(batch)
-        if writer.stats.buffered_rows >= writer.flush_rows:
-            writer.flush()
-        return request_id
 
-    def _output_table(self, table: Any, columns: dict[str, Any], outputs: dict[str, Any]) -> Any:
+    def _output_table(
+        self, table: Any, columns: dict[str, Any], outputs: dict[str, Any], extra: dict[str, Any]
+    ) -> Any:
         import pyarrow as pa
 
         data: dict[str, Any] = {}
         for name in table.column_names:
-            if name in outputs:
+            if name in outputs or name in extra:
                 continue
             if name in columns:
                 data[name] = _arrow(pa, columns[name])
@@ -585,6 +594,7 @@ class ChunkScorer:
                 data[name] = table.column(name)
         for name, values in outputs.items():
             data[name] = _arrow(pa, values)
+        data.update(extra)
         return pa.table(data)
 
 
@@ -609,6 +619,15 @@ def _first_unfit(column: Any, kind: Any) -> tuple[int, Any]:
 
 
 def _arrow(pa: Any, values: Any) -> Any:
+    """``values`` as an Arrow array, NaN as null (pandas' convention). A float array with
+    no NaN is wrapped without a copy (the NaN-to-null conversion copies and scans every
+    value: a tenth of a job's CPU when done to every input column)."""
+    kind = getattr(getattr(values, "dtype", None), "kind", None)
+    if kind == "f" and getattr(values, "ndim", 0) == 1:
+        import numpy as np
+
+        if not np.isnan(values).any():
+            return pa.array(values)
     try:
         return pa.array(values, from_pandas=True)
     except (pa.ArrowInvalid, pa.ArrowTypeError):
@@ -622,6 +641,24 @@ def _renumber(problem: Any, first_row: int) -> Any:
 
 
 # -- writing --------------------------------------------------------------------------------
+
+
+def parquet_options(schema: Any) -> dict[str, Any]:
+    """How batch outputs are encoded: zstd at its fast level -1 (within a few percent of
+    level 3's ratio on float data, for a fraction of the CPU), dictionaries for text only
+    (trying them on float columns costs several times the rest of the write, for
+    nothing), and floats split into byte streams (the exponent bytes then compress: a
+    tenth smaller, and cheaper to write)."""
+    import pyarrow as pa
+
+    text = [f.name for f in schema if pa.types.is_string(f.type)]
+    floats = [f.name for f in schema if pa.types.is_floating(f.type)]
+    return {
+        "compression": "zstd",
+        "compression_level": -1,
+        "use_dictionary": text or False,
+        "use_byte_stream_split": floats or False,
+    }
 
 
 class TableSink:
@@ -656,7 +693,7 @@ class TableSink:
 
         self.schema = schema
         if self.format == "parquet":
-            self._writer = pq.ParquetWriter(str(self.temp), schema, compression="zstd")
+            self._writer = pq.ParquetWriter(str(self.temp), schema, **parquet_options(schema))
         else:
             self._writer = pacsv.CSVWriter(str(self.temp), schema)
 
@@ -726,6 +763,87 @@ class ProblemSink:
 # -- the whole run --------------------------------------------------------------------------
 
 
+def default_threads() -> int:
+    """Chunks scored at once in this process: one per core it may run on."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+class _Prefetch:
+    """Chunks read ahead in a thread (Parquet decoding and CSV parsing release the GIL),
+    at most ``depth`` of them held."""
+
+    _END = object()
+
+    def __init__(self, chunks: Iterator[Any], depth: int) -> None:
+        import queue
+        import threading
+
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=max(1, depth))
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._run, args=(chunks,), name="loopline-batch-read", daemon=True
+        )
+        self._thread.start()
+
+    def _run(self, chunks: Iterator[Any]) -> None:
+        item: Any
+        try:
+            for table in chunks:
+                if not self._put(table):
+                    return
+            item = self._END
+        except BaseException as exc:  # handed to the consumer, raised there
+            item = _Failed(exc)
+        self._put(item)
+
+    def _put(self, item: Any) -> bool:
+        import queue
+
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def __iter__(self) -> Iterator[Any]:
+        while True:
+            item = self._queue.get()
+            if item is self._END:
+                return
+            if isinstance(item, _Failed):
+                raise item.error
+            yield item
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+
+
+@dataclass
+class _Failed:
+    error: BaseException
+
+
+def _check_names(names: list[str], logged: bool, source: Source) -> None:
+    """Refuses an input with a column named like one the output adds."""
+    outputs = {PREDICTION}
+    if logged:
+        outputs |= {REQUEST_ID, REQUEST_ROW}
+    clash = [c for c in names if c in outputs]
+    clash += [c for c in names if c.startswith(PROBA_PREFIX)]
+    if clash:
+        raise BatchInputError(
+            source.name,
+            f"the input has a column {clash[0]!r}, a name the output uses",
+            hint="Rename that column",
+        )
+
+
 def score_file(
     scorer: ChunkScorer,
     source: Source,
@@ -735,13 +853,20 @@ def score_file(
     progress: Progress | None = None,
     invalid: Target | None = None,
     reading: Reading | None = None,
+    threads: int | None = None,
 ) -> BatchResult:
     """Score ``source`` into ``output`` (and the invalid rows into ``invalid``), atomically.
+
+    Three stages overlap: a thread reads chunks ahead, ``threads`` threads (default: one
+    per core) validate and score them (onnxruntime and scikit-learn's trees release the
+    GIL), and this thread writes the results in chunk order, output and prediction log.
+    The first chunk is scored alone: it settles what later chunks are checked against.
 
     The side file is committed before the output, so an output in place means the whole
     run is done (the watcher relies on it).
     """
-    import pyarrow as pa
+    import collections
+    from concurrent.futures import Future, ThreadPoolExecutor
 
     out_format = file_format(output.name)
     if out_format is None:
@@ -750,6 +875,7 @@ def score_file(
             "the extension says neither CSV nor Parquet",
             hint="Name the output *.parquet or *.csv",
         )
+    workers = max(1, threads or default_threads())
     started = time.perf_counter()
     chunks, total = iter_chunks(source, chunk_rows, reading=reading)
     if progress is not None:
@@ -757,62 +883,114 @@ def score_file(
     text = source.format == "csv"
     sink = TableSink(output, out_format)
     side = ProblemSink(invalid or output.sibling(INVALID_SUFFIX))
-    done = scored = n_chunks = 0
+    state = _Written(scorer, sink, side, total, progress)
+    read = n_chunks = 0
     input_schema: Any = None
+    reader = _Prefetch(chunks, depth=workers + 1)
+    pool = ThreadPoolExecutor(workers, thread_name_prefix="loopline-batch") if workers > 1 else None
+    inflight: collections.deque[Future[ScoredChunk]] = collections.deque()
     try:
-        for table in chunks:
+        for table in reader:
             if input_schema is None:
                 input_schema = table.schema
-                outputs = {PREDICTION}
-                if scorer.log_writer is not None:
-                    outputs |= {REQUEST_ID, REQUEST_ROW}
-                clash = [c for c in table.column_names if c in outputs]
-                clash += [c for c in table.column_names if c.startswith(PROBA_PREFIX)]
-                if clash:
-                    raise BatchInputError(
-                        source.name,
-                        f"the input has a column {clash[0]!r}, a name the output uses",
-                        hint="Rename that column",
-                    )
-            result = scorer.score(table, first_row=done, text=text, chunk=n_chunks)
-            side.write(result.problems)
-            if result.table is not None:
-                sink.write(result.table)
-            done += result.n_rows
-            scored += result.n_scored
+                _check_names(table.column_names, scorer.log_writer is not None, source)
+            if pool is None or n_chunks == 0:
+                state.write(scorer.score(table, first_row=read, text=text, chunk=n_chunks))
+            else:
+                inflight.append(
+                    pool.submit(scorer.score, table, first_row=read, text=text, chunk=n_chunks)
+                )
+                while len(inflight) > workers:
+                    state.write(inflight.popleft().result())
+            read += table.num_rows
             n_chunks += 1
-            if progress is not None:
-                progress(done, max(total or 0, done) if total is not None else None)
-        empty = pa.schema([*list(input_schema or []), pa.field(PREDICTION, pa.string())])
-        invalid_name = side.commit()
-        sink.commit(empty)
+        while inflight:
+            state.write(inflight.popleft().result())
+        invalid_name = state.commit(input_schema)
     except BaseException:
+        for future in inflight:
+            future.cancel()
+        reader.close()
         sink.abort()
         side.abort()
         raise
-    return BatchResult(
-        model=scorer.loaded.name,
-        version=scorer.loaded.version,
-        input=source.name,
-        output=output.name,
-        rows_total=done,
-        rows_scored=scored,
-        rows_invalid=len(side.rows),
-        invalid_path=invalid_name,
-        chunks=n_chunks,
-        seconds=time.perf_counter() - started,
-    )
+    finally:
+        reader.close()
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+    return state.result(source, output, invalid_name, n_chunks, time.perf_counter() - started)
 
 
-def open_log_writer(stores: Stores, chunk_rows: int) -> PredictionLogWriter:
-    """The prediction log writer of a batch run: flushed by the caller, no thread."""
-    from loopline.monitor.predictions import PredictionIndex, PredictionLogWriter
+class _Written:
+    """The writing stage of a run: output, side file, prediction log, counts, progress."""
 
-    flush_rows = max(chunk_rows, 10_000)
-    return PredictionLogWriter(
+    def __init__(
+        self,
+        scorer: ChunkScorer,
+        sink: TableSink,
+        side: ProblemSink,
+        total: int | None,
+        progress: Progress | None,
+    ) -> None:
+        self.scorer = scorer
+        self.sink = sink
+        self.side = side
+        self.total = total
+        self.progress = progress
+        self.done = 0
+        self.scored = 0
+
+    def write(self, result: ScoredChunk) -> None:
+        self.side.write(result.problems)
+        if result.table is not None:
+            self.sink.write(result.table)
+        self.scorer.log(result)
+        self.add(result.n_rows, result.n_scored)
+
+    def add(self, rows: int, scored: int) -> None:
+        self.done += rows
+        self.scored += scored
+        if self.progress is not None:
+            total = max(self.total or 0, self.done) if self.total is not None else None
+            self.progress(self.done, total)
+
+    def commit(self, input_schema: Any) -> str | None:
+        import pyarrow as pa
+
+        empty = pa.schema([*list(input_schema or []), pa.field(PREDICTION, pa.string())])
+        invalid_name = self.side.commit()
+        self.sink.commit(empty)
+        return invalid_name
+
+    def result(
+        self, source: Source, output: Target, invalid_name: str | None, chunks: int, seconds: float
+    ) -> BatchResult:
+        return BatchResult(
+            model=self.scorer.loaded.name,
+            version=self.scorer.loaded.version,
+            input=source.name,
+            output=output.name,
+            rows_total=self.done,
+            rows_scored=self.scored,
+            rows_invalid=len(self.side.rows),
+            invalid_path=invalid_name,
+            chunks=chunks,
+            seconds=seconds,
+            path=self.scorer.path,
+        )
+
+
+def open_log_writer(stores: Stores, chunk_rows: int) -> BatchLogWriter:
+    """The prediction log writer of a batch run: flushed by the caller, no thread. A file
+    holds at least 100,000 rows (fewer, larger files: fewer puts and index writes)."""
+    from loopline.monitor.predictions import PredictionIndex
+    from loopline.trigger.batchlog import BatchLogWriter
+
+    flush_rows = max(chunk_rows, 100_000)
+    return BatchLogWriter(
         stores.objects,
         flush_rows=flush_rows,
-        max_buffer_rows=max(4 * flush_rows, 500_000),
+        max_buffer_rows=max(4 * flush_rows, 1_000_000),
         index=PredictionIndex(stores.db).add,
         writer_id=f"batch{os.getpid()}{secrets.token_hex(3)}",
     )
@@ -828,6 +1006,9 @@ def predict_file(
     progress: Progress | None = None,
     log: bool = True,
     reading: Reading | None = None,
+    native: bool = False,
+    threads: int | None = None,
+    executor: Executor | None = None,
 ) -> BatchResult:
     """Score the file ``input`` with ``model_ref`` (``name@alias``, ``name/3``) into ``output``.
 
@@ -836,18 +1017,45 @@ def predict_file(
     ``OUTPUT.invalid.csv``. With ``log`` every scored row goes to the prediction log (and
     the output has its ``request_id`` and ``row``). ``reading`` follows the first read of a
     CSV file, ``progress`` the rows scored.
+
+    The model runs on its ONNX export when the registry kept one, unless ``native``;
+    ``threads`` chunks are scored at once (default: one per core). With an ``executor``
+    that runs work in other processes (Ray), a Parquet input is split into shards of
+    whole chunks scored there (:mod:`loopline.trigger.sharded`): the output is the same.
     """
-    from loopline.registry import Registry
+    from loopline.trigger.scoring import load_for_batch
 
     started = time.perf_counter()
     source = Source.from_location(os.fspath(input), stores.settings.s3)
     target = Target.from_location(os.fspath(output), stores.settings.s3)
-    loaded = Registry(stores).load(model_ref)
+    if executor is not None and not executor.shares_memory:
+        from loopline.trigger.sharded import predict_sharded
+
+        result = predict_sharded(
+            stores,
+            executor,
+            model_ref,
+            source,
+            target,
+            chunk_rows=chunk_rows,
+            progress=progress,
+            log=log,
+            native=native,
+        )
+        result.total_seconds = time.perf_counter() - started
+        return result
+    loaded = load_for_batch(stores, model_ref, native=native)
     writer = open_log_writer(stores, chunk_rows) if log else None
-    scorer = ChunkScorer(loaded, chunk_rows=chunk_rows, log_writer=writer)
+    scorer = ChunkScorer(loaded, chunk_rows=chunk_rows, log_writer=writer, native=native)
     try:
         result = score_file(
-            scorer, source, target, chunk_rows=chunk_rows, progress=progress, reading=reading
+            scorer,
+            source,
+            target,
+            chunk_rows=chunk_rows,
+            progress=progress,
+            reading=reading,
+            threads=threads,
         )
     finally:
         if writer is not None:
@@ -872,25 +1080,3 @@ __all__ = [
     "predict_file",
     "score_file",
 ]
-
-
-#: Classifiers whose predict() is the class of highest predict_proba() (a softmax or a
-#: vote share read off one pass), by class name; the last step of a pipeline counts.
-_ARGMAX_CLASSIFIERS = frozenset(
-    {
-        "LogisticRegression",
-        "RandomForestClassifier",
-        "ExtraTreesClassifier",
-        "DecisionTreeClassifier",
-        "GradientBoostingClassifier",
-        "HistGradientBoostingClassifier",
-        "LGBMClassifier",
-        "XGBClassifier",
-    }
-)
-
-
-def _predicts_argmax(model: Any) -> bool:
-    steps = getattr(model, "steps", None)
-    final = steps[-1][1] if isinstance(steps, list) and steps else model
-    return type(final).__name__ in _ARGMAX_CLASSIFIERS

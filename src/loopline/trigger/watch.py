@@ -62,9 +62,9 @@ from loopline.trigger.errors import TriggerError
 if TYPE_CHECKING:
     import sqlalchemy as sa
 
-    from loopline.monitor.predictions import PredictionLogWriter
     from loopline.store.objects.base import ObjectInfo, ObjectStore
     from loopline.store.stores import Stores
+    from loopline.trigger.batchlog import BatchLogWriter
 
 log = logging.getLogger("loopline.trigger")
 
@@ -165,7 +165,7 @@ class Watcher:
         self.source_store: ObjectStore = open_object_store(self.source, s3=s3)
         self.dest_store: ObjectStore = open_object_store(self.dest, s3=s3)
         self._skip_prefix = _nested_prefix(self.source, self.dest)
-        self._writer: PredictionLogWriter | None = (
+        self._writer: BatchLogWriter | None = (
             open_log_writer(stores, self.chunk_rows) if log_predictions else None
         )
         self._scorer: ChunkScorer | None = None
@@ -501,13 +501,14 @@ class Watcher:
 
     def _refresh_model(self) -> None:
         from loopline.registry import Registry
+        from loopline.trigger.scoring import load_for_batch
 
         registry = Registry(self.stores)
         version = registry.resolve(self.model_ref)
         current = self._scorer
         if current is not None and current.loaded.version == version.version:
             return
-        loaded = registry.load(version)
+        loaded = load_for_batch(self.stores, version.ref)  # the ONNX export alone, if kept
         self._scorer = ChunkScorer(loaded, chunk_rows=self.chunk_rows, log_writer=self._writer)
         log.info("watcher %s scores with %s", self.name, loaded.ref)
 

@@ -1,9 +1,11 @@
-"""Fixtures of the trigger tests: migrated stores with a small registered classifier."""
+"""Fixtures of the trigger tests: migrated stores with small registered classifiers (a
+logistic regression scored natively, a random forest with its ONNX export)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -17,6 +19,7 @@ from loopline.store.stores import Stores
 
 MODEL = "churn"
 REF = "churn@production"
+FOREST = "forest"
 
 
 def make_frame(n: int, seed: int = 0) -> pd.DataFrame:
@@ -88,3 +91,23 @@ def frame() -> object:
         return out
 
     return build
+
+
+@pytest.fixture(scope="session")
+def forest() -> Any:
+    from sklearn.ensemble import RandomForestClassifier
+
+    X = make_frame(400, seed=3)
+    y = np.where(X["x1"] + 0.3 * X["x2"] > 1.2, "yes", "no")
+    return RandomForestClassifier(n_estimators=12, max_depth=5, random_state=0).fit(X, y)
+
+
+@pytest.fixture
+def forest_stores(stores: Stores, forest: Any) -> Stores:
+    """``stores`` with ``forest@production`` (a random forest) registered with its ONNX
+    export."""
+    reg = Registry(stores)
+    mv = reg.register(FOREST, forest, sample=make_frame(100, seed=3), onnx=True)
+    assert reg.manifest(mv).has_onnx, reg.manifest(mv).onnx
+    reg.set_alias(FOREST, "production", mv.version)
+    return stores

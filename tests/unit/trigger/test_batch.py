@@ -15,6 +15,7 @@ from loopline.store.stores import Stores
 from loopline.trigger import batch
 from loopline.trigger.batch import predict_file
 from loopline.trigger.errors import BatchInputError
+from loopline.trigger.scoring import predicts_argmax
 
 REF = "churn@production"
 
@@ -223,8 +224,8 @@ def test_the_class_is_read_off_the_probabilities_only_for_argmax_classifiers() -
     from sklearn.preprocessing import StandardScaler
     from sklearn.svm import SVC
 
-    assert batch._predicts_argmax(make_pipeline(StandardScaler(), LogisticRegression()))
-    assert batch._predicts_argmax(LogisticRegression())
+    assert predicts_argmax(make_pipeline(StandardScaler(), LogisticRegression()))
+    assert predicts_argmax(LogisticRegression())
     # SVC's predict follows its decision function, not its Platt probabilities.
-    assert not batch._predicts_argmax(SVC(probability=True))
-    assert not batch._predicts_argmax(make_pipeline(StandardScaler(), SVC(probability=True)))
+    assert not predicts_argmax(SVC(probability=True))
+    assert not predicts_argmax(make_pipeline(StandardScaler(), SVC(probability=True)))
