@@ -65,9 +65,11 @@ bench: $(STAMP)
 	$(BIN)/python bench/profile.py
 	$(BIN)/python bench/tracking.py
 	$(BIN)/python bench/serving.py
+	$(BIN)/python bench/batch.py
 	$(BIN)/python bench/drift.py
 	$(BIN)/python bench/loop.py
 	$(BIN)/python bench/ui.py
+	$(BIN)/python bench/scale.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
