@@ -58,13 +58,14 @@ from loopline.serve.errors import ServeError
 from loopline.serve.inference import Inference
 from loopline.serve.metrics import ServeMetrics
 from loopline.serve.middleware import RequestTracker
-from loopline.serve.predict_routes import PredictRoutes
+from loopline.serve.predict_routes import PredictRoutes, hot_paths
 from loopline.serve.service_routes import ServiceRoutes
 from loopline.serve.settings import ServeSettings
 from loopline.serve.v2_routes import V2Routes
 
 if TYPE_CHECKING:
     from starlette.routing import Route
+    from starlette.types import ASGIApp, Receive, Scope, Send
 
     from loopline.config import Settings
     from loopline.monitor.gauges import MonitorGauges
@@ -437,9 +438,32 @@ def create_app(
         worker=worker,
         stores=stores,
     )
-    app = Starlette(routes=state.routes(), lifespan=state.lifespan)
+    routes = state.routes()
+    app = ServeStarlette(routes=routes, lifespan=state.lifespan, hot=hot_paths(routes))
     app.state.loopline = state
     return app
+
+
+class ServeStarlette(Starlette):
+    """Starlette, with a shortcut for the prediction routes: a ``POST`` to one of the
+    ``hot`` paths goes straight to that route's app (its request middleware included),
+    past Starlette's error and exception middleware and the matching of every route.
+    Those add nothing there: the route's :class:`~loopline.serve.middleware.RequestMiddleware`
+    already answers every exception, and its endpoint raises no Starlette exception.
+    Anything else (another method, another path, a ``root_path``) takes the usual way."""
+
+    def __init__(self, *args: Any, hot: dict[str, ASGIApp] | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.hot: dict[str, ASGIApp] = dict(hot or {})
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST" and not scope.get("root_path"):
+            route = self.hot.get(scope["path"])
+            if route is not None:
+                scope["app"] = self
+                await route(scope, receive, send)
+                return
+        await super().__call__(scope, receive, send)
 
 
 def _freeze_heap() -> None:

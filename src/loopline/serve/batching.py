@@ -20,7 +20,10 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from loopline.registry.validation import ValidationResult
 
 log = logging.getLogger("loopline.serve")
 
@@ -69,6 +72,15 @@ class Job:
     #: ``time.perf_counter()`` at arrival, for latencies.
     t0: float
     future: asyncio.Future[Any] | None = field(default=None, repr=False)
+    #: The rows as one float64 matrix in the signature's column order, instead of
+    #: ``columns`` (then empty), when validation kept one (see :mod:`loopline.serve.matrix`).
+    matrix: Any = field(default=None, repr=False)
+
+    @classmethod
+    def of(cls, result: ValidationResult, request_id: str, arrived: float, t0: float) -> Job:
+        """The job of a passing validation (its matrix, when it kept one)."""
+        matrix = getattr(result, "matrix", None)
+        return cls(result.columns, result.n_rows, request_id, arrived, t0, matrix=matrix)
 
 
 class MicroBatcher:

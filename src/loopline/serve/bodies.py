@@ -18,6 +18,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from loopline.echo import echo, echo_text
+from loopline.serve.matrix import float_matrix, matrix_result, records_matrix, takes_floats
 
 if TYPE_CHECKING:
     from starlette.requests import Request
@@ -311,6 +312,10 @@ def _records(records: list[Any]) -> Decoded:
                     for r in records
                 ]
             )
+        if takes_floats(v):
+            matrix = records_matrix(records, v.names)
+            if matrix is not None:
+                return matrix_result(matrix)
         return v.validate_records(records)
 
     return Decoded(validate, sticky)
@@ -348,6 +353,10 @@ def _rows(rows: list[Any], names: list[str] | None) -> Decoded:
                 [r[j] for j in keep if j < len(r)] if isinstance(r, list) else r for r in rows
             ]
             return v.validate_rows(trimmed, [names[j] for j in keep])
+        if takes_floats(v) and (names is None or tuple(names) == v.names):
+            matrix = float_matrix(rows, len(v.names))
+            if matrix is not None:
+                return matrix_result(matrix)
         return v.validate_rows(rows, names)
 
     return Decoded(validate, sticky)

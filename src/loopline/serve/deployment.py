@@ -29,7 +29,9 @@ from typing import TYPE_CHECKING, Any
 from loopline.errors import LooplineError
 from loopline.serve.batching import Arrivals, Job, MicroBatcher
 from loopline.serve.errors import ServeArgumentError
+from loopline.serve.matrix import matrix_columns, stacked_columns
 from loopline.serve.predictor import Outputs, build_predictor
+from loopline.serve.responses import model_header_pairs
 
 if TYPE_CHECKING:
     from loopline.monitor.predictions import PredictionLogWriter
@@ -106,6 +108,8 @@ class ServedModel:
             name=f"{self.ref}-{role}",
         )
         self._version_label = str(self.version)
+        #: The model headers of its answers, ready for ASGI.
+        self.header_pairs = model_header_pairs(self)
 
     def warm(self) -> None:
         """One call on synthetic rows, so the first request does not pay for lazy setup."""
@@ -125,10 +129,17 @@ class ServedModel:
         from loopline.registry.validation import concat_columns
 
         t = time.perf_counter()
-        if len(jobs) == 1:
+        matrices = [j.matrix for j in jobs if j.matrix is not None]
+        if len(matrices) == len(jobs):
+            columns = stacked_columns(matrices, self.names)
+        elif len(jobs) == 1:
             columns = jobs[0].columns
         else:
-            columns = concat_columns([j.columns for j in jobs], self.names)
+            parts = [
+                j.columns if j.matrix is None else matrix_columns(j.matrix, self.names)
+                for j in jobs
+            ]
+            columns = concat_columns(parts, self.names)
         n = sum(j.n_rows for j in jobs)
         out = self.predictor.predict(columns, n)
         done = time.perf_counter()

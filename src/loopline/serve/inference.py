@@ -101,7 +101,7 @@ class Inference:
                     continue
                 self.metrics.validation_failures.labels(route=ctx.route).inc()
                 raise HTTPProblem.invalid(result)
-            job = Job(result.columns, result.n_rows, ctx.request_id, ctx.arrived, ctx.t0)
+            job = Job.of(result, ctx.request_id, ctx.arrived, ctx.t0)
             try:
                 fut = served.batcher.submit_nowait(job)
             except BatcherClosed:
@@ -222,7 +222,7 @@ class Inference:
                 self.metrics.shadow_errors.inc()
                 self._failed(served, "invalid", result, ctx)
                 return
-        job = Job(result.columns, result.n_rows, ctx.request_id, ctx.arrived, ctx.t0)
+        job = Job.of(result, ctx.request_id, ctx.arrived, ctx.t0)
         try:
             fut = served.batcher.submit_nowait(job)
         except BatcherClosed:

@@ -6,26 +6,60 @@
 serve`` takes and answers ``{"predictions": [...]}`` as it does: labels, or probabilities
 with ``predict_method = "predict_proba"`` (in ``params``, or ``?method=``); its problems
 are in MLflow's style. Both need the ``predict`` role, and both are batched.
+
+Both are plain ASGI endpoints (no response object: the JSON is written with its headers in
+two messages) and :func:`hot_paths` names them for the app's dispatcher, which sends a
+``POST`` to them straight away, past the router and Starlette's middleware
+(see :class:`loopline.serve.app.ServeStarlette`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl
 
+from starlette.requests import Request
 from starlette.routing import Route
 
 from loopline.echo import echo_text
 from loopline.serve.bodies import HTTPProblem, decode_invocations, decode_predict, read_body
 from loopline.serve.middleware import request_context
-from loopline.serve.responses import json_response, jsonable
+from loopline.serve.responses import JSONEndpoint, jsonable
 
 if TYPE_CHECKING:
-    from starlette.requests import Request
-    from starlette.responses import Response
-
     from loopline.serve.app import ServerApp
+    from loopline.serve.deployment import ServedModel
+
+    #: A prediction handler: the request -> (the JSON payload, the version that answered).
+    Handler = Callable[[Request], Awaitable[tuple[Any, ServedModel]]]
 
 _METHODS = (None, "predict", "predict_proba")
+#: The paths of the prediction routes (what :func:`hot_paths` gives the dispatcher).
+HOT_PATHS = ("/predict", "/invocations")
+
+
+def hot_paths(routes: list[Any]) -> dict[str, Any]:
+    """``{path: ASGI app}`` of the prediction routes among ``routes`` (their middleware
+    included), for a ``POST`` to be sent there without matching every route first."""
+    return {
+        route.path: route.app
+        for route in routes
+        if isinstance(route, Route) and route.path in HOT_PATHS
+    }
+
+
+def _query_method(request: Request) -> str | None:
+    """``?method=`` (the last one, as Starlette's ``query_params`` reads it), parsing the
+    query string only when there is one."""
+    query: bytes = request.scope.get("query_string", b"")
+    if not query:
+        return None
+    value: str | None = None
+    for key, item in parse_qsl(query.decode("latin-1"), keep_blank_values=True):
+        if key == "method":
+            value = item
+    return value
 
 
 class PredictRoutes:
@@ -42,19 +76,19 @@ class PredictRoutes:
         return [
             Route(
                 "/predict",
-                self.predict,
+                JSONEndpoint(self.predict),
                 methods=["POST"],
                 middleware=counted("predict", batched=True),
             ),
             Route(
                 "/invocations",
-                self.invocations,
+                JSONEndpoint(self.invocations),
                 methods=["POST"],
                 middleware=counted("invocations", style="mlflow", batched=True),
             ),
         ]
 
-    async def predict(self, request: Request) -> Response:
+    async def predict(self, request: Request) -> tuple[Any, ServedModel]:
         ctx = request_context(request)
         await self.auth.require(request, "predict")
         body = await read_body(request, self.max_body_bytes)
@@ -74,14 +108,14 @@ class PredictRoutes:
         if out.probabilities is not None:
             payload["probabilities"] = jsonable(out.probabilities)
             payload["classes"] = served.classes
-        return json_response(payload, served)
+        return payload, served
 
-    async def invocations(self, request: Request) -> Response:
+    async def invocations(self, request: Request) -> tuple[Any, ServedModel]:
         ctx = request_context(request)
         await self.auth.require(request, "predict")
         body = await read_body(request, self.max_body_bytes)
         decoded = decode_invocations(request.headers.get("content-type"), body)
-        method = decoded.params.get("predict_method") or request.query_params.get("method")
+        method = decoded.params.get("predict_method") or _query_method(request)
         if method not in _METHODS:
             raise HTTPProblem(
                 400,
@@ -101,4 +135,4 @@ class PredictRoutes:
             predictions = jsonable(out.probabilities)
         else:
             predictions = jsonable(out.predictions)
-        return json_response({"predictions": predictions}, served)
+        return {"predictions": predictions}, served

@@ -17,14 +17,18 @@ JSON with the same status.
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Literal
 
 import orjson
+from starlette.requests import Request
 from starlette.responses import Response
 
 from loopline.serve.bodies import HTTPProblem
 
 if TYPE_CHECKING:
+    from starlette.types import Receive, Scope, Send
+
     from loopline.serve.deployment import ServedModel
 
 log = logging.getLogger("loopline.serve")
@@ -45,6 +49,11 @@ def jsonable(arr: Any) -> Any:
     return arr.tolist() if hasattr(arr, "tolist") else arr
 
 
+def model_header_pairs(served: ServedModel) -> list[tuple[bytes, bytes]]:
+    """:func:`model_headers` as ASGI header pairs."""
+    return [(k.encode("latin-1"), v.encode("latin-1")) for k, v in model_headers(served).items()]
+
+
 def model_headers(served: ServedModel) -> dict[str, str]:
     """The model, version and role that answered (``x-model-name``, ``x-model-version``,
     ``x-served-by``)."""
@@ -58,12 +67,36 @@ def model_headers(served: ServedModel) -> dict[str, str]:
 def json_response(payload: Any, served: ServedModel | None = None, status: int = 200) -> Response:
     """``payload`` as JSON (numpy arrays and scalars included), with the model headers of
     ``served`` when given."""
-    try:
-        data = orjson.dumps(payload, option=_NUMPY)
-    except TypeError:
-        data = orjson.dumps(payload, option=_NUMPY, default=_fallback)
     headers = None if served is None else model_headers(served)
-    return Response(data, status_code=status, media_type=JSON, headers=headers)
+    return Response(dumps(payload), status_code=status, media_type=JSON, headers=headers)
+
+
+def dumps(payload: Any) -> bytes:
+    """``payload`` as JSON bytes (numpy arrays and scalars included)."""
+    try:
+        return orjson.dumps(payload, option=_NUMPY)
+    except TypeError:
+        return orjson.dumps(payload, option=_NUMPY, default=_fallback)
+
+
+_CONTENT_TYPE = (b"content-type", JSON.encode())
+
+
+class JSONEndpoint:
+    """A plain ASGI endpoint around ``handler(request) -> (payload, served)``: answers 200
+    with the payload as JSON and the model headers of the version that answered, in two
+    ASGI messages (no response object, no task). What the handler raises is the caller's
+    (the route's :class:`~loopline.serve.middleware.RequestMiddleware` answers it)."""
+
+    def __init__(self, handler: Callable[[Request], Awaitable[tuple[Any, ServedModel]]]) -> None:
+        self.handler = handler
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        payload, served = await self.handler(Request(scope, receive, send))
+        data = dumps(payload)
+        headers = [(b"content-length", b"%d" % len(data)), _CONTENT_TYPE, *served.header_pairs]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": data})
 
 
 def _fallback(value: Any) -> Any:

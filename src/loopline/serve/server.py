@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import gc
 import importlib
 import logging
 import multiprocessing
@@ -89,6 +90,8 @@ BACKLOG = 4096
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 #: ``st`` of a listening socket in /proc/net/tcp.
 _TCP_LISTEN = "0A"
+#: The garbage collector's thresholds in a server process (Python's default: 700, 10, 10).
+GC_THRESHOLDS = (10_000, 20, 10)
 
 
 @dataclass(frozen=True)
@@ -383,8 +386,6 @@ def run_worker(
     restarted beside others that serve). Returns after a graceful stop; raises when the
     first load of the model failed.
     """
-    import uvicorn
-
     from loopline.serve.app import WorkerInfo, create_app
 
     worker = WorkerInfo(
@@ -404,7 +405,39 @@ def run_worker(
         worker=worker,
     )
     listener = sock or make_socket(serve.host, serve.port)
-    config = uvicorn.Config(
+    server = _graceful_server(uvicorn_config(app, serve), stop or GracefulStop())
+    state = app.state.loopline
+
+    def stop_serving() -> None:
+        server.should_exit = True
+
+    state.stop_server = stop_serving
+    if supervisor_pid is not None:
+        _watch_parent(supervisor_pid)
+    # Every request allocates a few hundred containers (rows, futures, messages) that die
+    # young: with Python's default threshold of 700 the collector ran every few requests
+    # and took a tenth of the CPU of a 100-row request. The long-lived heap is frozen once
+    # the model is loaded (see loopline.serve.app), so the rarer collections stay short.
+    gc.set_threshold(*GC_THRESHOLDS)
+    server.run(sockets=[listener])
+    failure = state.failure
+    if failure is not None:
+        if isinstance(failure, LooplineError):
+            raise failure
+        raise ModelLoadError(
+            f"Cannot load {target.model}: {type(failure).__name__}: {failure}",
+            hint="See the log above; the server stopped because it had nothing to serve",
+            ref=target.model,
+            cause=f"{type(failure).__name__}: {failure}",
+        ) from failure
+
+
+def uvicorn_config(app: Any, serve: ServeSettings) -> uvicorn.Config:
+    """How a worker runs ``app`` on uvicorn: uvloop and httptools when installed, no access
+    log, no server header (also what ``bench/serving.py`` runs its empty endpoint on)."""
+    import uvicorn
+
+    return uvicorn.Config(
         app,
         loop=_available("uvloop", "auto"),
         http=_available("httptools", "auto"),
@@ -417,26 +450,6 @@ def run_worker(
         timeout_keep_alive=30,
         timeout_graceful_shutdown=int(serve.graceful_timeout_s) or None,
     )
-    server = _graceful_server(config, stop or GracefulStop())
-    state = app.state.loopline
-
-    def stop_serving() -> None:
-        server.should_exit = True
-
-    state.stop_server = stop_serving
-    if supervisor_pid is not None:
-        _watch_parent(supervisor_pid)
-    server.run(sockets=[listener])
-    failure = state.failure
-    if failure is not None:
-        if isinstance(failure, LooplineError):
-            raise failure
-        raise ModelLoadError(
-            f"Cannot load {target.model}: {type(failure).__name__}: {failure}",
-            hint="See the log above; the server stopped because it had nothing to serve",
-            ref=target.model,
-            cause=f"{type(failure).__name__}: {failure}",
-        ) from failure
 
 
 def _available(module: str, fallback: str) -> str:

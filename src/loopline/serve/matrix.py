@@ -1,0 +1,138 @@
+"""The float-matrix path: the rows of a request as one float64 matrix, for a model whose
+inputs are all non-nullable floats (most tabular models), from JSON rows to the model call
+without a per-column array per request.
+
+:func:`float_matrix` reads positional rows (MLflow's ``dataframe_split``, a list of lists)
+or records (a list of objects) as a matrix when, and only when, the signature's validator
+would accept them unchanged: every row a list of the signature's width (or a record of
+exactly its columns), every value an ``int`` or a ``float`` (never a ``bool``), every
+number finite. Anything else gives None, and the request takes the validator's general
+path, which names each problem (so the 4xx bodies are the validator's, always).
+
+A :class:`MatrixResult` is a passing :class:`~loopline.registry.validation.ValidationResult`
+that keeps the matrix: the micro-batcher stacks the matrices of a batch once and cuts
+them into contiguous columns once (for the model and the prediction log), instead of
+making 20 arrays per request and concatenating 20 lists of them per batch.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Sequence
+from dataclasses import dataclass
+from operator import itemgetter
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from loopline.registry.validation import ValidationResult
+
+if TYPE_CHECKING:
+    from loopline.registry.validation import InputValidator
+
+#: Requests with at most this many cells check their value types in Python (cheaper than
+#: numpy's three passes for a handful of values); larger ones let numpy infer the type.
+_SMALL = 256
+_NUMBER_TYPES = frozenset({float, int})
+_ROW_TYPES = frozenset({list, tuple})
+
+
+_TAKES_FLOATS: weakref.WeakKeyDictionary[InputValidator, bool] = weakref.WeakKeyDictionary()
+
+
+def takes_floats(validator: InputValidator) -> bool:
+    """Whether every input of ``validator``'s signature is a non-nullable float and no range
+    is checked: then a finite number matrix of its width is valid as it is (remembered per
+    validator)."""
+    known = _TAKES_FLOATS.get(validator)
+    if known is None:
+        inputs = validator.signature.inputs
+        known = (
+            bool(inputs)
+            and not validator.check_ranges
+            and all(spec.kind == "float" and not spec.nullable for spec in inputs)
+        )
+        _TAKES_FLOATS[validator] = known
+    return known
+
+
+def float_matrix(rows: Sequence[Any], width: int) -> Any | None:
+    """``rows`` (lists or tuples of ``width`` numbers) as a C-contiguous float64 matrix, or
+    None when any row or value is not what an all-float signature accepts as it is."""
+    n = len(rows)
+    if n == 0:
+        return None
+    if not set(map(type, rows)) <= _ROW_TYPES or set(map(len, rows)) != {width}:
+        return None
+    if n * width <= _SMALL:
+        kinds: set[type] = set()
+        for row in rows:
+            kinds.update(map(type, row))
+        if not kinds <= _NUMBER_TYPES:
+            return None
+        try:
+            matrix = np.array(rows, dtype=np.float64)
+        except (ValueError, OverflowError, TypeError):
+            return None
+        return matrix if np.isfinite(matrix).all() else None
+    try:
+        matrix = np.array(rows)
+    except (ValueError, OverflowError):
+        return None
+    if matrix.ndim != 2 or matrix.dtype.kind not in "fiu":
+        # Strings, None, nested values and huge integers give another kind; so do bools
+        # when the whole request is made of them ("b").
+        return None
+    if matrix.dtype.kind != "f":
+        matrix = matrix.astype(np.float64)
+    elif not np.isfinite(matrix).all():
+        return None
+    # numpy reads True and False among numbers as 1.0 and 0.0: look at those cells only.
+    suspects = np.flatnonzero((matrix == 0.0) | (matrix == 1.0))
+    for flat in suspects.tolist():
+        if type(rows[flat // width][flat % width]) is bool:
+            return None
+    return matrix
+
+
+def records_matrix(records: Sequence[Any], names: tuple[str, ...]) -> Any | None:
+    """Records with exactly the columns ``names`` as a float64 matrix (columns in that
+    order), or None (see :func:`float_matrix`)."""
+    width = len(names)
+    if not records or not all(type(r) is dict and len(r) == width for r in records):
+        return None
+    pick = itemgetter(*names)
+    try:
+        rows = [pick(r) for r in records]
+    except KeyError:
+        return None
+    if width == 1:
+        rows = [(v,) for v in rows]
+    return float_matrix(rows, width)
+
+
+@dataclass
+class MatrixResult(ValidationResult):
+    """A passing validation that keeps the rows as one float64 ``matrix`` (columns in the
+    signature's order) instead of ``columns``, which stays empty: a job made from it
+    carries the matrix (see :meth:`loopline.serve.batching.Job.of`)."""
+
+    matrix: Any = None
+
+
+def matrix_result(matrix: Any) -> MatrixResult:
+    return MatrixResult(columns={}, n_rows=int(matrix.shape[0]), matrix=matrix)
+
+
+def matrix_columns(matrix: Any, names: Sequence[str]) -> dict[str, Any]:
+    """The columns of ``matrix`` (views)."""
+    return {name: matrix[:, j] for j, name in enumerate(names)}
+
+
+def stacked_columns(matrices: Sequence[Any], names: Sequence[str]) -> dict[str, Any]:
+    """The rows of ``matrices`` one after another, as contiguous columns: one stack and
+    one transposed copy for a whole batch."""
+    by_column = (
+        matrices[0].T.copy() if len(matrices) == 1 else np.concatenate(matrices, axis=0).T.copy()
+    )
+    return {name: by_column[j] for j, name in enumerate(names)}
