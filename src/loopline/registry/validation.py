@@ -552,8 +552,12 @@ class _ColumnCheck:
         np = self._np
         for pos in np.flatnonzero(~np.isfinite(arr)).tolist():
             v = float(arr[pos])
-            if values[pos] is None or (math.isnan(v) and self.nullable):
-                continue  # a null: allowed, or reported as one already
+            if not isinstance(values[pos], float | np.floating):
+                # A null (allowed, or reported as one already), or a value that is not a
+                # number or too large for one (reported as the wrong type already).
+                continue
+            if math.isnan(v) and self.nullable:
+                continue
             problems.add(_row(pos, rows), self.name, v, f"{self.expected} (finite)", "wrong_type")
 
     def _ints_slow(self, values: list[Any], problems: _Problems, rows: list[int] | None) -> Array:

@@ -91,6 +91,23 @@ def test_every_problem_has_row_column_value_expected(signature: Signature) -> No
     assert "problems in the input" in result.summary()
 
 
+def test_a_value_of_the_wrong_type_in_a_float_column_is_one_problem(
+    signature: Signature,
+) -> None:
+    v = InputValidator(signature)
+    records = [row(income=True), row(income="2.5"), row(income=10**400), row(income=float("inf"))]
+    result = v.validate_records(records)
+    got = [(p.row, p.column, p.problem, p.value) for p in result.problems]
+    assert got == [
+        (0, "income", "wrong_type", True),
+        (1, "income", "wrong_type", "2.5"),
+        (2, "income", "wrong_type", 10**400),
+        (3, "income", "wrong_type", float("inf")),
+    ]
+    assert "finite" in result.problems[3].expected
+    assert "finite" not in result.problems[0].expected
+
+
 def test_columns_rows_and_tables(signature: Signature) -> None:
     v = InputValidator(signature)
     data = {k: [x, x] for k, x in row().items()}
