@@ -10,11 +10,9 @@ builds the files for the batch case:
   repeated in Arrow (``pa.repeat``), never as Python objects per row;
 - the inputs and outputs go in as the arrays the chunk was scored from (no copy of the
   buffered chunks into one array);
-- floats are split into byte streams (``BYTE_STREAM_SPLIT``) and compressed with LZ4:
-  random float64 inputs take about 0.93 of their plain size (smaller than a snappy
-  Parquet input) for about 0.7 of the CPU of zstd's fastest levels (which save another
-  4%); text columns are dictionary encoded (a chunk's request id is one dictionary
-  entry).
+- the file is encoded like every log file (:func:`~loopline.monitor.predictions.log_file_bytes`:
+  floats split into byte streams under LZ4, text dictionary-encoded): random float64
+  inputs take about 0.93 of their plain size, less than a snappy Parquet input.
 
 A file holds ``flush_rows`` rows or more (the job's writing thread flushes as chunks
 arrive in order, and :meth:`~BatchLogWriter.close` writes the rest). A failed write is
@@ -39,6 +37,7 @@ from loopline.monitor.predictions import (
     PREFIX,
     IndexEntry,
     LogFiles,
+    log_file_bytes,
     partitions,
 )
 
@@ -51,9 +50,6 @@ log = logging.getLogger("loopline.trigger.batchlog")
 
 Array = Any
 ROLE = "batch"
-#: The codec of the log's files: LZ4 is the cheapest that still makes the log of float
-#: inputs smaller than a Parquet input of them (the log may cost a tenth of the job).
-COMPRESSION = "lz4"
 
 
 @dataclass
@@ -174,22 +170,7 @@ class BatchLogWriter(LogFiles):
         return self._store(files())
 
     def _encode(self, group: Sequence[LoggedChunk]) -> bytes:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        table = log_table(group)
-        text = [f.name for f in table.schema if pa.types.is_string(f.type)]
-        floats = [f.name for f in table.schema if pa.types.is_floating(f.type)]
-        sink = pa.BufferOutputStream()
-        pq.write_table(
-            table,
-            sink,
-            compression=COMPRESSION,
-            use_dictionary=text or False,
-            use_byte_stream_split=floats or False,
-        )
-        data: bytes = sink.getvalue().to_pybytes()
-        return data
+        return log_file_bytes(log_table(group))
 
 
 def _entry(chunk: LoggedChunk, key: str) -> IndexEntry:
