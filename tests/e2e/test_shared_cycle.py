@@ -66,9 +66,12 @@ def test_the_demo_cycle_on_postgres_s3_and_ray(
     assert out["serving"]["logged_rows"] == 40
 
     bad, drift = out["loop"]
-    assert (bad["scenario"], bad["final"]) == ("bad_challenger", "rolled_back")
+    # How each scenario went, in the demo's words (the rollout's reason when it did not
+    # end as expected), for a failing assertion to show.
+    story = [(s["scenario"], s["final"], s["reason"]) for s in out["loop"]]
+    assert (bad["scenario"], bad["final"]) == ("bad_challenger", "rolled_back"), story
     assert bad["serving"] == f"{model['model']}/{model['version']}"  # the champion stayed
-    assert (drift["scenario"], drift["final"]) == ("drift", "promoted")
+    assert (drift["scenario"], drift["final"]) == ("drift", "promoted"), story
     assert "drift" in drift["fired"]
     # The rolled-back challenger took a version number; the drift's retraining the next.
     assert drift["serving"] == f"{model['model']}/{model['version'] + 2}"

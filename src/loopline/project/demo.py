@@ -158,6 +158,8 @@ class LoopScenario:
     labels: int
     webhooks: int
     seconds: float
+    #: Why the scenario's last rollout ended as it did ("" when none started).
+    reason: str = ""
 
 
 @dataclass(frozen=True)
@@ -586,6 +588,7 @@ def stage_loop(ctx: DemoContext) -> None:
                         labels=out.labels,
                         webhooks=out.webhooks,
                         seconds=out.seconds,
+                        reason=out.rollouts[-1][2] if out.rollouts else "",
                     )
                 )
                 ctx.add("loop", f"scenario {name}", out.serving, _loop_detail(out))
