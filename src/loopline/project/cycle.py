@@ -172,6 +172,20 @@ class CycleSettings:
     patience: float = 1.0
 
 
+#: The champion comparison of the example's gates, and the one a cycle judges with. A
+#: cycle's fresh holdouts are a few hundred labelled rows, where the AUC of one model moves
+#: by about 0.03 between samples: at the example's margin of 0.005, a challenger as good as
+#: the champion would be refused about half the time on the noise alone.
+EXAMPLE_COMPARISON = '"roc_auc >= champion.roc_auc - 0.005"'
+CYCLE_COMPARISON = '"roc_auc >= champion.roc_auc - 0.02"'
+
+
+def cycle_gates(toml_text: str) -> str:
+    """``toml_text`` (a project's loopline.toml) with the champion comparison a cycle's
+    small fresh holdouts can tell apart (:data:`CYCLE_COMPARISON`)."""
+    return toml_text.replace(EXAMPLE_COMPARISON, CYCLE_COMPARISON)
+
+
 def loop_toml(cfg: CycleSettings, hook_url: str) -> str:
     """The tables a cycle project adds to loopline.toml: fast windows, the alarms, the
     actions and the loop of the credit-risk model."""
@@ -264,7 +278,7 @@ def prepare_project(
 
     init_project(root, environ={})
     toml = root / "loopline.toml"
-    toml.write_text(toml.read_text() + loop_toml(cfg, hook_url))
+    toml.write_text(cycle_gates(toml.read_text()) + loop_toml(cfg, hook_url))
     settings = settings_for(root, environ={})
     pipeline, path = load_pipeline(str(root / "pipelines" / "example.py"))
     say = on_event or (lambda _: None)

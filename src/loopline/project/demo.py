@@ -534,7 +534,14 @@ def stage_loop(ctx: DemoContext) -> None:
     serve``, seeded traffic comes in with labels a few seconds late, and the loop
     controller watches (windows of a few seconds), alarms, retrains, bakes a canary and
     promotes it or rolls it back, once per scenario (see :mod:`loopline.project.cycle`)."""
-    from loopline.project.cycle import SCENARIOS, Cycle, CycleSettings, Hooks, loop_toml
+    from loopline.project.cycle import (
+        SCENARIOS,
+        Cycle,
+        CycleSettings,
+        Hooks,
+        cycle_gates,
+        loop_toml,
+    )
 
     if not ctx.scenarios:
         return
@@ -551,7 +558,7 @@ def stage_loop(ctx: DemoContext) -> None:
     logged_before = set(_log_keys(ctx))
     try:
         toml = ctx.project_dir / "loopline.toml"
-        text = toml.read_text().split(LOOP_MARKER)[0].rstrip("\n")
+        text = cycle_gates(toml.read_text().split(LOOP_MARKER)[0].rstrip("\n"))
         toml.write_text(f"{text}\n\n{LOOP_MARKER}\n{loop_toml(cfg, hooks.url)}")
         with Cycle(
             ctx.project_dir,
