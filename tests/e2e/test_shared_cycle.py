@@ -14,7 +14,8 @@ import pytest
 
 from e2e.cli import run
 
-pytestmark = [pytest.mark.slow, pytest.mark.ray, pytest.mark.s3]
+# The whole demo, two scenarios on live traffic: about five minutes on two cores.
+pytestmark = [pytest.mark.slow, pytest.mark.ray, pytest.mark.s3, pytest.mark.timeout(1200)]
 
 
 def test_the_demo_cycle_on_postgres_s3_and_ray(
