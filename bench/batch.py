@@ -39,8 +39,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-MLFLOW_VERSION = "3.17.2"
-CACHE = Path.home() / ".cache" / "loopline-bench"
+# MLflow's own venv, shared with bench/serving.py (this folder is on sys.path when a
+# benchmark runs as a script).
+from serving import mlflow_venv
+
 _MB = 1024 * 1024
 
 SETUP = """
@@ -102,37 +104,6 @@ try:
 except TypeError:
     mlflow.sklearn.save_model(model, sys.argv[2], **kwargs)
 """
-
-
-def mlflow_venv() -> Path:
-    """MLflow in its own virtual environment outside the repository (created once; the
-    same one bench/serving.py uses)."""
-    import sklearn
-
-    venv = CACHE / "mlflow"
-    python = venv / "bin" / "python"
-    stamp = venv / f".mlflow-{MLFLOW_VERSION}-sklearn-{sklearn.__version__}"
-    if stamp.exists():
-        return venv
-    CACHE.mkdir(parents=True, exist_ok=True)
-    if not python.exists():
-        base = getattr(sys, "_base_executable", sys.executable)
-        subprocess.run([base, "-m", "venv", str(venv)], check=True)
-    print(f"installing mlflow=={MLFLOW_VERSION} into {venv} (first use only)...", file=sys.stderr)
-    subprocess.run(
-        [
-            str(python),
-            "-m",
-            "pip",
-            "install",
-            "-q",
-            f"mlflow=={MLFLOW_VERSION}",
-            f"scikit-learn=={sklearn.__version__}",
-        ],
-        check=True,
-    )
-    stamp.touch()
-    return venv
 
 
 def measured(cmd: list[str], *, cwd: Path, env: dict[str, str] | None = None) -> dict[str, Any]:

@@ -146,13 +146,15 @@ class PredictionBatch:
             "latency_ms": pa.array(self.latency_ms).take(which),
         }
         for name, values in self.inputs.items():
-            data[INPUT_PREFIX + name] = _arrow_array(pa, values)
+            data[INPUT_PREFIX + name] = arrow_column(pa, values)
         for name, values in self.outputs.items():
-            data[OUTPUT_PREFIX + name] = _arrow_array(pa, values)
+            data[OUTPUT_PREFIX + name] = arrow_column(pa, values)
         return pa.table(data)
 
 
-def _arrow_array(pa: Any, values: Any) -> Any:
+def arrow_column(pa: Any, values: Any) -> Any:
+    """``values`` (a numpy array of one log column) as an Arrow array: as it is when Arrow
+    takes it, else (mixed Python values in an ``object`` column) as text."""
     try:
         return pa.array(values)
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):

@@ -37,6 +37,7 @@ from loopline.monitor.predictions import (
     PREFIX,
     IndexEntry,
     LogFiles,
+    arrow_column,
     log_file_bytes,
     partitions,
 )
@@ -215,20 +216,12 @@ def log_table(group: Sequence[LoggedChunk]) -> Any:
         ),
     }
     for name in group[0].inputs:
-        data[INPUT_PREFIX + name] = _unified(pa, [_arrow_array(pa, c.inputs[name]) for c in group])
+        data[INPUT_PREFIX + name] = _unified(pa, [arrow_column(pa, c.inputs[name]) for c in group])
     for name in group[0].outputs:
         data[OUTPUT_PREFIX + name] = _unified(
-            pa, [_arrow_array(pa, c.outputs[name]) for c in group]
+            pa, [arrow_column(pa, c.outputs[name]) for c in group]
         )
     return pa.table(data)
-
-
-def _arrow_array(pa: Any, values: Any) -> Any:
-    try:
-        return pa.array(values)
-    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
-        # Mixed Python values (an ``object`` column): keep them as text, as the log does.
-        return pa.array([None if v is None else str(v) for v in values], type=pa.string())
 
 
 def _unified(pa: Any, arrays: list[Any]) -> Any:
