@@ -14,11 +14,11 @@ def chunk(i: int, values: object) -> LoggedChunk:
         model="m",
         version=1,
         request_id=f"batch-r-{i}",
-        rows=len(arr),  # type: ignore[arg-type]
+        rows=len(arr),
         arrived=1_700_000_000.0 + i,
         latency_ms=1.0,
         inputs={"x": arr},
-        outputs={"prediction": np.zeros(len(arr), dtype=np.int64)},  # type: ignore[arg-type]
+        outputs={"prediction": np.zeros(len(arr), dtype=np.int64)},
     )
 
 
