@@ -20,7 +20,7 @@ demo: $(STAMP)
 test: $(STAMP) services
 	$(MAKE) --no-print-directory check
 	LOOPLINE_TEST_POSTGRES_URL="$(PG_URL)" LOOPLINE_REQUIRE_POSTGRES=1 \
-		$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+		$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
 
 # Unit and contract tests without any service: no PostgreSQL, no S3 server, no Ray, no subprocess
 # of the command (tests/conftest.py marks those), none of the slow ones; well under a

@@ -52,6 +52,35 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
                 item.add_marker(marker)
         if _E2E in Path(str(item.path)).parents:
             item.add_marker("e2e")
+    items[:] = longest_files_first(items)
+
+
+def longest_files_first(items: list[pytest.Item]) -> list[pytest.Item]:
+    """``items`` with their files reordered, longest expected first, each file's tests in
+    their own order.
+
+    ``make test`` hands whole files to its workers in this order (``--dist loadfile
+    --no-loadscope-reorder``), and each worker takes the next file when it is done: a long
+    file handed out last would run alone at the end while the other worker idles. Expected
+    length, longest first: a test's own ``timeout`` mark (set only on tests that need more
+    than the default), then the number of tests. The long servers-and-subprocess files
+    stay spread over the run (they slow each other down when they start together).
+    """
+    files: dict[Path, list[pytest.Item]] = {}
+    for item in items:
+        files.setdefault(Path(str(item.path)), []).append(item)
+
+    def expected(group: list[pytest.Item]) -> tuple[float, int]:
+        timeouts = [
+            float(mark.args[0])
+            for item in group
+            for mark in item.iter_markers("timeout")
+            if mark.args
+        ]
+        return (max(timeouts, default=0.0), len(group))
+
+    ordered = sorted(files.values(), key=expected, reverse=True)
+    return [item for group in ordered for item in group]
 
 
 @pytest.fixture(scope="session")
