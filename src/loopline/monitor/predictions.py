@@ -274,7 +274,7 @@ class LogFiles:
                 log.warning("could not index the prediction log (%s)", exc)
         return rows
 
-    def _store(self, files: Iterable[tuple[str, bytes, list[IndexEntry]]]) -> list[IndexEntry]:
+    def _store(self, files: Iterable[tuple[str, memoryview, list[IndexEntry]]]) -> list[IndexEntry]:
         """Store each (key, Parquet bytes, index entries) of ``files``, all or none: when
         one fails, the files this attempt stored are removed (a retry writes them all
         again, so no row is logged twice)."""
@@ -421,7 +421,7 @@ class PredictionLogWriter(LogFiles):
     def _write(self, batches: list[PredictionBatch]) -> list[IndexEntry]:
         import pyarrow as pa
 
-        def files() -> Iterator[tuple[str, bytes, list[IndexEntry]]]:
+        def files() -> Iterator[tuple[str, memoryview, list[IndexEntry]]]:
             for (model, day, hour), group in partitions(batches).items():
                 merged = _merge(group)
                 tables = [b.to_arrow() for b in merged]
@@ -508,8 +508,10 @@ def _entries(group: Iterable[PredictionBatch], key: str) -> list[IndexEntry]:
 COMPRESSION = "lz4"
 
 
-def log_file_bytes(table: Any) -> bytes:
-    """``table`` as the bytes of one log file (every writer of the log encodes alike)."""
+def log_file_bytes(table: Any) -> memoryview:
+    """``table`` as the bytes of one log file (every writer of the log encodes alike): a
+    view of the encoder's own buffer, handed to the store as it is (a batch job's file
+    is tens of megabytes: a copy into ``bytes`` would cost as much as writing it)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -526,8 +528,7 @@ def log_file_bytes(table: Any) -> bytes:
         use_dictionary=text or False,
         use_byte_stream_split=floats or False,
     )
-    data: bytes = sink.getvalue().to_pybytes()
-    return data
+    return memoryview(sink.getvalue())
 
 
 # -- reading ------------------------------------------------------------------------------

@@ -96,6 +96,7 @@ class BatchLogWriter(LogFiles):
         #: Background flushes that may wait their turn before ``flush(wait=False)`` blocks.
         self.max_inflight = max(1, int(max_inflight))
         self._pending: list[LoggedChunk] = []
+        self._pending_rows = 0
         self._pool: ThreadPoolExecutor | None = None
         self._inflight: collections.deque[Future[int]] = collections.deque()
 
@@ -107,6 +108,7 @@ class BatchLogWriter(LogFiles):
                 self.stats.dropped_rows += chunk.rows
                 return False
             self._pending.append(chunk)
+            self._pending_rows += chunk.rows
             self.stats.buffered_rows += chunk.rows
             self.stats.appended_rows += chunk.rows
             return True
@@ -115,7 +117,7 @@ class BatchLogWriter(LogFiles):
     def pending_rows(self) -> int:
         """Rows appended and not yet handed to a flush."""
         with self._lock:
-            return sum(c.rows for c in self._pending)
+            return self._pending_rows
 
     def flush(self, *, wait: bool = True) -> int:
         """Write the buffered chunks; the rows written.
@@ -128,6 +130,7 @@ class BatchLogWriter(LogFiles):
         self._wait_inflight(0 if wait else self.max_inflight - 1)
         with self._lock:
             chunks, self._pending = self._pending, []
+            self._pending_rows = 0
         if not chunks:
             return 0
         if wait:
@@ -158,11 +161,12 @@ class BatchLogWriter(LogFiles):
 
     def _requeue(self, chunks: list[LoggedChunk]) -> None:
         self._pending[:0] = chunks
+        self._pending_rows += sum(c.rows for c in chunks)
 
     # -- files ----------------------------------------------------------------------------
 
     def _write(self, chunks: list[LoggedChunk]) -> list[IndexEntry]:
-        def files() -> Iterator[tuple[str, bytes, list[IndexEntry]]]:
+        def files() -> Iterator[tuple[str, memoryview, list[IndexEntry]]]:
             for (model, day, hour), group in partitions(chunks).items():
                 newest = max(max(c.logged_at, c.arrived) for c in group)
                 key = self._key(model, day, hour, newest)
@@ -170,7 +174,7 @@ class BatchLogWriter(LogFiles):
 
         return self._store(files())
 
-    def _encode(self, group: Sequence[LoggedChunk]) -> bytes:
+    def _encode(self, group: Sequence[LoggedChunk]) -> memoryview:
         return log_file_bytes(log_table(group))
 
 

@@ -323,7 +323,7 @@ class CountingStore:
     def url(self) -> str:
         return self.inner.url
 
-    def put(self, key: str, data: bytes | IO[bytes]) -> int:
+    def put(self, key: str, data: bytes | memoryview | IO[bytes]) -> int:
         self.puts += 1
         return self.inner.put(key, data)
 

@@ -202,9 +202,15 @@ def test_a_failed_log_write_is_retried_without_logging_a_row_twice(wait: bool) -
     store = _FlakyStore()
     writer = BatchLogWriter(store, flush_rows=5)
     writer.append(_chunk(0))
+    assert writer.pending_rows == 5
     writer.flush(wait=wait)
+    writer._wait_inflight(0)
+    # The failed write's rows are pending again, counted once, beside the next chunk's.
+    assert writer.pending_rows == 5
     writer.append(_chunk(1))
+    assert writer.pending_rows == 10
     writer.close()
+    assert writer.pending_rows == 0
     assert writer.stats.flush_errors == 1
     assert (writer.stats.written_rows, writer.stats.buffered_rows) == (10, 0)
     table = read_predictions(store, model="m")

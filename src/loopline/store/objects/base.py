@@ -52,8 +52,9 @@ class ObjectStore(Protocol):
         """Where the store lives, for display (no secrets)."""
         ...
 
-    def put(self, key: str, data: bytes | IO[bytes]) -> int:
-        """Store ``data`` (bytes, or a binary stream read to its end) under ``key``.
+    def put(self, key: str, data: bytes | memoryview | IO[bytes]) -> int:
+        """Store ``data`` (bytes or a view of bytes, or a binary stream read to its end)
+        under ``key``.
 
         Replaces any object of that key atomically. Returns the number of bytes written.
         """

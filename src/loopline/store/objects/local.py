@@ -101,7 +101,7 @@ class LocalObjectStore:
 
     # -- writing ---------------------------------------------------------------------------
 
-    def put(self, key: str, data: bytes | IO[bytes]) -> int:
+    def put(self, key: str, data: bytes | memoryview | IO[bytes]) -> int:
         final = self._path_for(key)
         tmp_name = ""
         try:
@@ -320,7 +320,7 @@ class _SourceError(Exception):
         self.error = error
 
 
-def _write_all(fd: int, data: bytes | IO[bytes]) -> int:
+def _write_all(fd: int, data: bytes | memoryview | IO[bytes]) -> int:
     if isinstance(data, bytes | bytearray | memoryview):
         return _write_chunk(fd, memoryview(data).cast("B"))
     total = 0

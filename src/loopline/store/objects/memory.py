@@ -64,7 +64,7 @@ class MemoryObjectStore:
     def __repr__(self) -> str:
         return f"MemoryObjectStore({self._name!r}, objects={len(self._objects)})"
 
-    def put(self, key: str, data: bytes | IO[bytes]) -> int:
+    def put(self, key: str, data: bytes | memoryview | IO[bytes]) -> int:
         _check_key(key)
         if isinstance(data, bytes | bytearray | memoryview):
             content = bytes(data)

@@ -129,7 +129,7 @@ class S3ObjectStore:
 
     # -- writing ---------------------------------------------------------------------------
 
-    def put(self, key: str, data: bytes | IO[bytes]) -> int:
+    def put(self, key: str, data: bytes | memoryview | IO[bytes]) -> int:
         s3_key = self._s3_key(key)
         if not isinstance(data, bytes | bytearray | memoryview):
             return self._put_stream(key, s3_key, data)
