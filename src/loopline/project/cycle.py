@@ -318,6 +318,10 @@ def production_rows(phase: Phase, n: int, seed: int) -> pd.DataFrame:
     return frame
 
 
+#: Times a POST of labels is tried before its labels count as failed.
+LABEL_TRIES = 4
+
+
 @dataclass
 class TrafficStats:
     sent: int = 0
@@ -436,7 +440,12 @@ class Traffic:
         self.stats.failures.append((time.time(), status, text))
 
     def _feedback(self) -> None:
+        """Send the labels as they come due. A POST that fails (a dropped connection, a
+        server that answered too late) is sent again, up to :data:`LABEL_TRIES` times:
+        the server may have stored it already, and storing a label twice changes nothing,
+        so a label counts as sent once a POST holding it was answered 200."""
         conn = self._connection()
+        retry: list[tuple[int, list[dict[str, Any]]]] = []
         while not self._stop.wait(0.25):
             now = time.monotonic()
             due: list[dict[str, Any]] = []
@@ -444,27 +453,38 @@ class Traffic:
                 while self._labels and self._labels[0][0] <= now:
                     _, rid, labels = heapq.heappop(self._labels)
                     due.append({"request_id": rid, "labels": labels})
-            if not due:
-                continue
-            try:
-                conn.request(
-                    "POST",
-                    "/feedback",
-                    json.dumps(due).encode(),
-                    {"Content-Type": "application/json"},
-                )
-                response = conn.getresponse()
-                response.read()
-                ok = response.status == 200
-            except (OSError, http.client.HTTPException):
-                conn.close()
-                conn = self._connection()
-                ok = False
-            if ok:
-                self.stats.labels_sent += len(due)
-            else:
-                self.stats.labels_failed += len(due)
+            batches, retry = retry, []
+            if due:
+                batches.append((0, due))
+            for tries, batch in batches:
+                ok, conn = self._post_labels(conn, batch)
+                if ok:
+                    self.stats.labels_sent += len(batch)
+                elif tries + 1 < LABEL_TRIES:
+                    retry.append((tries + 1, batch))
+                else:
+                    self.stats.labels_failed += len(batch)
+        self.stats.labels_failed += sum(len(batch) for _, batch in retry)
         conn.close()
+
+    def _post_labels(
+        self, conn: http.client.HTTPConnection, batch: list[dict[str, Any]]
+    ) -> tuple[bool, http.client.HTTPConnection]:
+        """POST ``batch`` to ``/feedback``: whether it was answered 200, and the connection
+        to use next (a new one after a failure)."""
+        try:
+            conn.request(
+                "POST",
+                "/feedback",
+                json.dumps(batch).encode(),
+                {"Content-Type": "application/json"},
+            )
+            response = conn.getresponse()
+            response.read()
+            return response.status == 200, conn
+        except (OSError, http.client.HTTPException):
+            conn.close()
+            return False, self._connection()
 
 
 # -- the webhook receiver -----------------------------------------------------------------
