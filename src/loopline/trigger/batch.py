@@ -501,6 +501,12 @@ class ChunkScorer:
         if writer.pending_rows >= writer.flush_rows:
             writer.flush(wait=False)
 
+    def flush_log(self) -> None:
+        """Start writing the log's last rows in the writer's thread (the caller commits the
+        output meanwhile; closing the writer waits for them)."""
+        if self.log_writer is not None:
+            self.log_writer.flush(wait=False)
+
     def _numbers_from_text(self, table: Any) -> Any:
         """Numeric columns of a text chunk cast in C when every cell parses.
 
@@ -906,6 +912,8 @@ def score_file(
             n_chunks += 1
         while inflight:
             state.write(inflight.popleft().result())
+        # The log's last file is encoded and stored while the output is committed.
+        scorer.flush_log()
         invalid_name = state.commit(input_schema)
     except BaseException:
         for future in inflight:
