@@ -7,9 +7,9 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 PG_URL ?= postgresql+psycopg://loopline:loopline@127.0.0.1:5432/loopline_test
-# The suite waits on subprocesses, servers and the database more than it computes: two
-# workers (whole files each, so module fixtures stay in one process) take about 10 minutes
-# where one takes 15.
+# Two workers, whole files each (so module fixtures stay in one process), handed out
+# longest first (tests/conftest.py orders them; --no-loadscope-reorder keeps that order):
+# about 12 minutes on two cores.
 TEST_WORKERS ?= 2
 
 .PHONY: demo test unit check lint format typecheck services bench clean
