@@ -44,6 +44,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+# bench/batch.py's project setup (this folder is on sys.path when a benchmark runs as a
+# script).
+from batch import SETUP as BATCH_SETUP
+
 HERE = Path(__file__).resolve().parent
 
 OBJECTIVE = """
@@ -171,36 +175,6 @@ def _child(code: str, *args: str, timeout: float = 3600) -> dict[str, Any]:
 
 # -- batch transform ----------------------------------------------------------------------
 
-BATCH_SETUP = """
-import sys
-from pathlib import Path
-import numpy as np, pandas as pd
-from sklearn.datasets import make_classification
-from sklearn.ensemble import RandomForestClassifier
-from loopline.config import default_toml, settings_for
-from loopline.registry import Registry
-from loopline.store.db import migrate
-from loopline.store.db.engine import Database
-from loopline.store.stores import Stores
-
-root, rows = Path(sys.argv[1]), int(sys.argv[2])
-(root / "loopline.toml").write_text(default_toml())
-settings = settings_for(root, environ={})
-with Database(settings.metadata_url, create=True) as db:
-    migrate.upgrade(db)
-X, y = make_classification(n_samples=10_000, n_features=20, random_state=0)
-cols = [f"f{i}" for i in range(20)]
-model = RandomForestClassifier(n_estimators=50, max_depth=8, random_state=0).fit(
-    pd.DataFrame(X, columns=cols), y)
-with Stores.open(settings) as stores:
-    reg = Registry(stores)
-    mv = reg.register("bench", model, sample=pd.DataFrame(X[:200], columns=cols), onnx=True)
-    reg.set_alias("bench", "prod", mv.version)
-rng = np.random.default_rng(1)
-frame = pd.DataFrame(rng.normal(size=(rows, 20)), columns=cols)
-frame.to_parquet(root / "input.parquet", row_group_size=100_000)
-"""
-
 
 def _batch(rows: int, work: Path) -> list[dict[str, Any]]:
     import pyarrow.parquet as pq
@@ -208,7 +182,8 @@ def _batch(rows: int, work: Path) -> list[dict[str, Any]]:
     root = work / "batch"
     root.mkdir()
     subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(BATCH_SETUP), str(root), str(rows)],
+        # bench/batch.py's project: the same forest, registered with ONNX, and its input.
+        [sys.executable, "-c", textwrap.dedent(BATCH_SETUP), str(root), str(rows), "0"],
         check=True,
         capture_output=True,
     )

@@ -282,7 +282,7 @@ class InputValidator:
             if problems:
                 return self._result({}, len(rows), problems)
         if self._all_float and cols == list(self.names):
-            matrix = self._numbers(rows)
+            matrix = number_matrix(rows)
             if matrix is not None:
                 columns = {name: matrix[:, j] for j, name in enumerate(self.names)}
                 return ValidationResult(columns, len(rows))
@@ -384,39 +384,11 @@ class InputValidator:
         for rec in records:
             if len(rec) != len(names):
                 return None
-        matrix = self._numbers(rows)
+        matrix = number_matrix(rows)
         if matrix is None:
             return None
         columns = {name: matrix[:, j] for j, name in enumerate(names)}
         return ValidationResult(columns, len(records))
-
-    def _numbers(self, rows: Sequence[Sequence[Any]]) -> Array | None:
-        """``rows`` as a float64 matrix if every value is a finite int or float, else None.
-
-        numpy infers the type in C: strings, None and huge ints give a non-numeric dtype.
-        Booleans would become 0.0 and 1.0, so only the cells holding exactly 0 or 1 are
-        checked one by one (not all 2,000 cells of a 100-row request).
-        """
-        np = self._np
-        try:
-            matrix = np.array(rows)
-        except (ValueError, OverflowError):
-            return None
-        if matrix.ndim != 2 or matrix.dtype.kind not in "fiub":
-            return None
-        if matrix.dtype.kind == "b":
-            return None
-        if matrix.dtype.kind != "f":
-            matrix = matrix.astype(np.float64)
-        elif not np.isfinite(matrix).all():
-            return None
-        suspects = np.flatnonzero((matrix == 0.0) | (matrix == 1.0))
-        if len(suspects):
-            width = matrix.shape[1]
-            for flat in suspects.tolist():
-                if type(rows[flat // width][flat % width]) is bool:
-                    return None
-        return matrix
 
     def _result(
         self,
@@ -943,6 +915,37 @@ def sample_rows(signature: Signature, n: int = 32, seed: int = 0) -> dict[str, A
     return out
 
 
+def number_matrix(rows: Sequence[Sequence[Any]]) -> Array | None:
+    """``rows`` (rows of one width) as a float64 matrix if every value is a finite int or
+    float, else None.
+
+    numpy infers the type in C: strings, None and huge ints give a non-numeric dtype.
+    Booleans would become 0.0 and 1.0, so only the cells holding exactly 0 or 1 are
+    checked one by one (not all 2,000 cells of a 100-row request).
+    """
+    import numpy as np
+
+    try:
+        matrix = np.array(rows)
+    except (ValueError, OverflowError):
+        return None
+    if matrix.ndim != 2 or matrix.dtype.kind not in "fiu":
+        # Strings, None, nested values and huge integers give another kind; so do bools
+        # when the whole request is made of them ("b").
+        return None
+    if matrix.dtype.kind != "f":
+        matrix = matrix.astype(np.float64)
+    elif not np.isfinite(matrix).all():
+        return None
+    suspects = np.flatnonzero((matrix == 0.0) | (matrix == 1.0))
+    if len(suspects):
+        width = matrix.shape[1]
+        for flat in suspects.tolist():
+            if type(rows[flat // width][flat % width]) is bool:
+                return None
+    return matrix
+
+
 __all__ = [
     "EXPECTED",
     "MAX_PROBLEMS",
@@ -950,6 +953,7 @@ __all__ = [
     "Problem",
     "ValidationResult",
     "concat_columns",
+    "number_matrix",
     "sample_rows",
     "to_frame",
 ]

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from loopline.registry.validation import ValidationResult
+from loopline.registry.validation import ValidationResult, number_matrix
 
 if TYPE_CHECKING:
     from loopline.registry.validation import InputValidator
@@ -75,24 +75,7 @@ def float_matrix(rows: Sequence[Any], width: int) -> Any | None:
         except (ValueError, OverflowError, TypeError):
             return None
         return matrix if np.isfinite(matrix).all() else None
-    try:
-        matrix = np.array(rows)
-    except (ValueError, OverflowError):
-        return None
-    if matrix.ndim != 2 or matrix.dtype.kind not in "fiu":
-        # Strings, None, nested values and huge integers give another kind; so do bools
-        # when the whole request is made of them ("b").
-        return None
-    if matrix.dtype.kind != "f":
-        matrix = matrix.astype(np.float64)
-    elif not np.isfinite(matrix).all():
-        return None
-    # numpy reads True and False among numbers as 1.0 and 0.0: look at those cells only.
-    suspects = np.flatnonzero((matrix == 0.0) | (matrix == 1.0))
-    for flat in suspects.tolist():
-        if type(rows[flat // width][flat % width]) is bool:
-            return None
-    return matrix
+    return number_matrix(rows)
 
 
 def records_matrix(records: Sequence[Any], names: tuple[str, ...]) -> Any | None:
