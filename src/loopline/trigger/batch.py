@@ -72,6 +72,18 @@ def file_format(name: str) -> str | None:
     return FORMATS.get(os.path.splitext(name)[1].lower())
 
 
+def output_format(target: Target) -> str:
+    """``"csv"`` or ``"parquet"``, the format of the output ``target``, or an error."""
+    found = file_format(target.name)
+    if found is None:
+        raise BatchOutputError(
+            target.name,
+            "the extension says neither CSV nor Parquet",
+            hint="Name the output *.parquet or *.csv",
+        )
+    return found
+
+
 @dataclass
 class BatchResult:
     """What one batch prediction did."""
@@ -874,13 +886,7 @@ def score_file(
     import collections
     from concurrent.futures import Future, ThreadPoolExecutor
 
-    out_format = file_format(output.name)
-    if out_format is None:
-        raise BatchOutputError(
-            output.name,
-            "the extension says neither CSV nor Parquet",
-            hint="Name the output *.parquet or *.csv",
-        )
+    out_format = output_format(output)
     workers = max(1, threads or default_threads())
     started = time.perf_counter()
     chunks, total = iter_chunks(source, chunk_rows, reading=reading)

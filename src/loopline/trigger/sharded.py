@@ -38,10 +38,10 @@ from loopline.trigger.batch import (
     TableSink,
     Target,
     _check_names,
-    file_format,
     open_log_writer,
+    output_format,
 )
-from loopline.trigger.errors import BatchInputError, BatchOutputError
+from loopline.trigger.errors import BatchInputError
 
 if TYPE_CHECKING:
     from loopline.config import Settings
@@ -109,13 +109,7 @@ def predict_sharded(
     from loopline.registry import Registry
 
     location = _reachable(stores, executor, source)
-    out_format = file_format(target.name)
-    if out_format is None:
-        raise BatchOutputError(
-            target.name,
-            "the extension says neither CSV nor Parquet",
-            hint="Name the output *.parquet or *.csv",
-        )
+    out_format = output_format(target)
     started = time.perf_counter()
     mv = Registry(stores).resolve(model_ref)
     total, schema = _parquet_shape(source)

@@ -14,7 +14,7 @@ from loopline.registry import Registry
 from loopline.store.stores import Stores
 from loopline.trigger import batch
 from loopline.trigger.batch import predict_file
-from loopline.trigger.errors import BatchInputError
+from loopline.trigger.errors import BatchInputError, BatchOutputError
 from loopline.trigger.scoring import predicts_argmax
 
 REF = "churn@production"
@@ -192,6 +192,17 @@ def test_unknown_extensions_are_refused(stores: Stores, tmp_path: Path) -> None:
     (tmp_path / "in.txt").write_text("x1,x2\n1,2\n", encoding="utf-8")
     with pytest.raises(BatchInputError, match="neither CSV nor Parquet"):
         predict_file(stores, REF, tmp_path / "in.txt", tmp_path / "out.csv")
+
+
+def test_an_output_of_unknown_extension_is_refused_before_scoring(
+    stores: Stores, tmp_path: Path
+) -> None:
+    (tmp_path / "in.csv").write_text("x1,x2\n1,2\n", encoding="utf-8")
+    with pytest.raises(BatchOutputError, match="neither CSV nor Parquet") as err:
+        predict_file(stores, REF, tmp_path / "in.csv", tmp_path / "out.json")
+    assert "out.json" in str(err.value)
+    assert "*.parquet or *.csv" in str(err.value)
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith("out")]
 
 
 def test_the_predict_command_prints_a_json_summary(

@@ -14,7 +14,7 @@ from loopline.execute import Executor
 from loopline.monitor.predictions import read_predictions
 from loopline.store.stores import Stores
 from loopline.trigger.batch import predict_file
-from loopline.trigger.errors import BatchInputError
+from loopline.trigger.errors import BatchInputError, BatchOutputError
 
 from .conftest import FOREST
 
@@ -112,6 +112,27 @@ def test_a_cluster_of_other_machines_is_refused_with_local_files_and_stores(
         )  # type: ignore[arg-type]
     assert "metadata_url" in str(err.value)
     assert "artifacts_url" in str(err.value)
+
+
+class _NearCluster(_FarCluster):
+    """An executor on this machine (nothing is submitted)."""
+
+    single_machine = True
+
+
+def test_an_output_of_unknown_extension_is_refused_over_ray(
+    forest_stores: Stores, tmp_path: Path, frame: Any
+) -> None:
+    frame(10).to_parquet(tmp_path / "in.parquet")
+    with pytest.raises(BatchOutputError, match="neither CSV nor Parquet"):
+        predict_file(
+            forest_stores,
+            REF,
+            tmp_path / "in.parquet",
+            tmp_path / "out.json",
+            executor=_NearCluster(),
+        )  # type: ignore[arg-type]
+    assert not (tmp_path / "out.json").exists()
 
 
 def test_a_csv_input_is_refused_over_ray(forest_stores: Stores, tmp_path: Path, frame: Any) -> None:
