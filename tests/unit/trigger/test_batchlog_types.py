@@ -49,3 +49,11 @@ def test_text_beside_numbers_and_mixed_values_are_kept_as_text() -> None:
     )
     assert table.schema.field("input.x").type == pa.string()
     assert table.column("input.x").to_pylist() == ["a", "b", "3", "4", "c", "5"]
+
+
+def test_values_arrow_cannot_cast_to_text_are_written_as_python_text() -> None:
+    # Lists become an Arrow list column, which has no cast to text: each value is
+    # written as Python prints it, beside the other chunk's text.
+    table = log_table([chunk(0, np.array(["a", "b"], dtype=object)), chunk(1, [[1, 2], [3]])])
+    assert table.schema.field("input.x").type == pa.string()
+    assert table.column("input.x").to_pylist() == ["a", "b", "[1, 2]", "[3]"]
