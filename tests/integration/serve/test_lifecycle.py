@@ -50,15 +50,22 @@ def test_a_second_server_on_a_port_in_use_fails_and_takes_no_traffic(
 
 
 def _wait_gone(pid: int) -> None:
-    """Until process ``pid`` has closed its files (it is gone, or a zombie)."""
-    fds = Path(f"/proc/{pid}/fd")
-    for _ in range(200):
+    """Until process ``pid`` has exited: reaped, or a zombie.
+
+    An empty ``/proc/PID/fd`` is not enough: a dying process empties its file table
+    first and releases the files later in its exit (Linux defers the last close of each
+    to the end of ``do_exit``), so for a moment its listening socket still takes
+    connections, then resets them. A zombie has released everything."""
+    stat = Path(f"/proc/{pid}/stat")
+    for _ in range(400):
         try:
-            if not any(fds.iterdir()):
-                return
-        except OSError:
+            state = stat.read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            return  # reaped
+        if state in ("Z", "X"):
             return
         time.sleep(0.05)
+    raise AssertionError(f"process {pid} has not exited 20 s after SIGKILL")
 
 
 def test_a_restarted_worker_takes_connections_only_once_it_has_loaded(
