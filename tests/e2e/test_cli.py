@@ -206,6 +206,11 @@ def test_demo_reports_what_each_stage_did(tmp_path: Path) -> None:
     assert drift["moves"] >= 3  # split set, alias moved, split removed
     assert drift["webhooks"] >= 3  # the alarm, and the rollout's steps, signed
     assert drift["labels"] > 0
+    # Every label the traffic had answered 200 is stored, those that came due after the
+    # scenario's outcome was taken included (the serve stage's 10 requests besides).
+    infra = out["infrastructure"]
+    assert infra["labels_sent"] >= drift["labels"] + serving["requests_answered"]
+    assert infra["labels_stored"] == infra["labels_sent"]
 
     human = run("demo", "--dir", str(tmp_path / "d2"), "--scenario", "none", cwd=tmp_path)
     assert "loopline demo" in human.stdout

@@ -374,9 +374,12 @@ class Traffic:
             self._threads.append(thread)
 
     def stop(self) -> None:
+        """Stop sending; returns once the last POSTs in flight were answered (or timed out),
+        so that the stats are final."""
         self._stop.set()
         for thread in self._threads:
-            thread.join(timeout=10)
+            # A thread may be in a few POSTs of up to 10 s each (its timeout).
+            thread.join(timeout=60)
 
     def _connection(self) -> http.client.HTTPConnection:
         return http.client.HTTPConnection(self.host, self.port, timeout=10)

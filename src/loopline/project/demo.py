@@ -599,6 +599,9 @@ def stage_loop(ctx: DemoContext) -> None:
                     )
                 )
                 ctx.add("loop", f"scenario {name}", out.serving, _loop_detail(out))
+        # Counted once the traffic has stopped: labels keep coming due after the last
+        # scenario's outcome was taken, until the cycle closes.
+        loop_labels = c.traffic.stats.labels_sent if c.traffic is not None else 0
     finally:
         hooks.close()
     ctx.facts.loop = tuple(played)
@@ -609,7 +612,7 @@ def stage_loop(ctx: DemoContext) -> None:
         executor=ctx.executor.name if ctx.executor is not None else "local",
         serve_workers=ctx.serve_workers,
         log_writers=len(writers),
-        labels_sent=sum(p.labels for p in played)
+        labels_sent=loop_labels
         + (ctx.facts.serving.requests_answered if ctx.facts.serving is not None else 0),
         labels_stored=_labelled_requests(ctx),
     )
