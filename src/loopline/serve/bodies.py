@@ -18,7 +18,14 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from loopline.echo import echo, echo_text
-from loopline.serve.matrix import float_matrix, matrix_result, records_matrix, takes_floats
+from loopline.serve.matrix import (
+    JSONMatrix,
+    float_matrix,
+    json_matrix,
+    matrix_result,
+    records_matrix,
+    takes_floats,
+)
 
 if TYPE_CHECKING:
     from starlette.requests import Request
@@ -196,6 +203,9 @@ def decode_predict(content_type: str | None, body: bytes) -> Decoded:
         return _table(parse_parquet(body), text=False)
     if kind and kind not in JSON_TYPES:
         raise _unsupported(kind, "application/json, text/csv or application/vnd.apache.parquet")
+    found = json_matrix(body, mlflow=False)
+    if found is not None:
+        return _matrix(found, lambda: decode_json_rows(parse_json(body)))
     return decode_json_rows(parse_json(body))
 
 
@@ -236,6 +246,13 @@ def decode_invocations(content_type: str | None, body: bytes) -> Decoded:
         return _table(parse_csv(body), text=True)
     if kind and kind not in JSON_TYPES:
         raise _unsupported(kind, "application/json or text/csv")
+    found = json_matrix(body, mlflow=True)
+    if found is not None:
+        return _matrix(found, lambda: _mlflow_json(body))
+    return _mlflow_json(body)
+
+
+def _mlflow_json(body: bytes) -> Decoded:
     data = parse_json(body)
     if not isinstance(data, dict):
         raise HTTPProblem(
@@ -358,6 +375,35 @@ def _rows(rows: list[Any], names: list[str] | None) -> Decoded:
             if matrix is not None:
                 return matrix_result(matrix)
         return v.validate_rows(rows, names)
+
+    return Decoded(validate, sticky)
+
+
+def _matrix(found: JSONMatrix, general: Callable[[], Decoded]) -> Decoded:
+    """Rows read straight into a matrix (:func:`~loopline.serve.matrix.json_matrix`). A
+    model that takes them as they are gets the matrix; any other (other inputs, other
+    column names, routing fields among the columns) and a sticky field's value get the
+    body read by the general path (``general``, called once), as if the fast read had not
+    happened."""
+    read: list[Decoded] = []
+
+    def full() -> Decoded:
+        if not read:
+            read.append(general())
+        return read[0]
+
+    def sticky(key: str) -> str | None:
+        return None if found.names is None else full().sticky(key)
+
+    def validate(v: InputValidator, drop: frozenset[str]) -> ValidationResult:
+        names = found.names
+        if (
+            takes_floats(v)
+            and found.matrix.shape[1] == len(v.names)
+            and (names is None or (names == v.names and drop.isdisjoint(names)))
+        ):
+            return matrix_result(found.matrix)
+        return full().validate(v, drop)
 
     return Decoded(validate, sticky)
 

@@ -1,5 +1,7 @@
 """The float-matrix path (:mod:`loopline.serve.matrix`): which rows it takes as one matrix
-and which it leaves to the validator, and, through the app, that a model whose inputs are
+and which it leaves to the validator, which JSON bodies it reads straight into a matrix
+(bit for bit what the general path reads) and which it leaves to the general path, and,
+through the app, that a model whose inputs are
 all floats answers, refuses and logs exactly as on the general path: the same
 probabilities whatever the body's form or column order, the same 4xx bodies naming the
 bad column, mixed batches, and every row in the prediction log."""
@@ -22,7 +24,15 @@ from loopline.registry import Registry, Signature
 from loopline.registry.validation import InputValidator
 from loopline.serve.app import ServerApp, create_app
 from loopline.serve.batching import Job
-from loopline.serve.matrix import float_matrix, matrix_result, records_matrix, takes_floats
+from loopline.serve.bodies import decode_invocations, decode_predict
+from loopline.serve.matrix import (
+    FAST_MIN_BYTES,
+    float_matrix,
+    json_matrix,
+    matrix_result,
+    records_matrix,
+    takes_floats,
+)
 from loopline.serve.settings import ServeSettings
 from loopline.store.db import migrate
 from loopline.store.db.engine import Database
@@ -94,6 +104,203 @@ def test_only_signatures_of_plain_floats_take_the_matrix_path() -> None:
     assert not takes_floats(InputValidator(mixed))
     nullable = Signature.infer(pd.DataFrame({"a": [1.0, None], "b": [0.5, 1.5]}))
     assert not takes_floats(InputValidator(nullable))
+
+
+# -- rows read straight from the JSON text -----------------------------------------------
+
+
+def _big_rows(n: int = 200, seed: int = 5) -> list[list[float]]:
+    """Rows whose JSON is larger than FAST_MIN_BYTES, with values of every magnitude."""
+    rng = np.random.default_rng(seed)
+    values = rng.normal(size=(n, 4)) * 10.0 ** rng.integers(-300, 300, size=(n, 4))
+    rows: list[list[Any]] = values.tolist()
+    rows[0][:4] = [0, -0.0, 5e-324, 1.7976931348623157e308]  # an int, -0, subnormal, max
+    rows[1][0] = 9007199254740993  # an int a float64 cannot hold exactly
+    return rows
+
+
+def _json(value: Any) -> bytes:
+    import orjson
+
+    return orjson.dumps(value)
+
+
+def _forms(rows: list[list[Any]]) -> list[tuple[bytes, bool, tuple[str, ...] | None]]:
+    """(body, mlflow, names) for every form the fast read takes."""
+    return [
+        (_json({"dataframe_split": {"columns": list(NAMES), "data": rows}}), True, NAMES),
+        (_json({"dataframe_split": {"data": rows, "columns": list(NAMES)}}), True, NAMES),
+        (_json({"dataframe_split": {"data": rows}}), True, None),
+        (_json({"instances": rows}), True, None),
+        (_json({"inputs": rows}), True, None),
+        (_json(rows), False, None),
+        # pretty-printed, as a client may send it
+        (json_module_dumps({"inputs": rows}), True, None),
+    ]
+
+
+def json_module_dumps(value: Any) -> bytes:
+    import json
+
+    return json.dumps(value, indent=2).encode()
+
+
+def test_rows_of_numbers_are_read_from_the_text_bit_for_bit_as_the_general_path() -> None:
+    rows = _big_rows()
+    expected = np.array(rows, dtype=np.float64)
+    for body, mlflow, names in _forms(rows):
+        assert len(body) >= FAST_MIN_BYTES
+        found = json_matrix(body, mlflow=mlflow)
+        assert found is not None, body[:80]
+        assert found.names == names
+        assert found.matrix.dtype == np.float64
+        assert found.matrix.flags.c_contiguous
+        assert found.matrix.tobytes() == expected.tobytes()  # -0.0 and the last bit too
+
+
+def _with_row(row: Any, n: int = 400) -> list[Any]:
+    rows: list[Any] = [[0.25, 1.5, -2.0, 3.0] for _ in range(n)]
+    rows[n // 2] = row
+    return rows
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        _json({"dataframe_split": {"columns": list(NAMES), "data": _big_rows()}, "params": {}}),
+        _json({"inputs": _big_rows(), "instances": _big_rows()}),
+        b'{"inputs": ' + _json(_big_rows()) + b', "inputs": [[1, 2, 3, 4]]}',
+        _json({"dataframe_split": {"columns": list(NAMES), "data": _big_rows(), "index": []}}),
+        b'{"dataframe_split": {"data": ' + _json(_big_rows()) + b', "data": [[1, 2, 3, 4]]}}',
+        _json({"dataframe_split": {"columns": ["f0", "f1", "f2"], "data": _big_rows()}}),
+        _json({"dataframe_split": {"columns": ["f0", "f1", "f2", "f[3]"], "data": _big_rows()}}),
+        _json({"dataframe_split": {"columns": ["f0", "f1", "f2", 3], "data": _big_rows()}}),
+        _json({"dataframe_split": {"columns": "f0", "data": _big_rows()}}),
+        _json({"dataframe_split": [_big_rows()]}),
+        _json({"dataframe_split": {"columns": list(NAMES), "data": {"f0": [1.0] * 2000}}}),
+        _json({"instances": {"f0": [1.0] * 2000}}),
+        _json({"dataframe_records": [dict(zip(NAMES, r, strict=True)) for r in _big_rows()]}),
+        _json({"inputs": _with_row([0.25, True, -2.0, 3.0])}),
+        _json({"inputs": _with_row([0.25, None, -2.0, 3.0])}),
+        _json({"inputs": _with_row([0.25, "1.5", -2.0, 3.0])}),
+        _json({"inputs": _with_row([0.25, [1.5], -2.0, 3.0])}),  # nested, same count
+        _json({"inputs": _with_row([0.25, {"a": 1}, -2.0, 3.0])}),
+        _json({"inputs": _with_row([0.25, 1.5, -2.0])}),  # ragged
+        _json({"inputs": _with_row([0.25, 1.5, -2.0, 3.0, 4.0])}),
+        _json({"inputs": _with_row({"f0": 1, "f1": 2, "f2": 3, "f3": 4})}),  # an object row
+        _json({"inputs": _with_row("abcd")}),  # a text row
+        _json({"inputs": _with_row(1.5)}),  # a number among the rows
+        _json({"inputs": [[] for _ in range(2000)]}),
+        _json({"inputs": [1.5] * 2000}),  # one column's values: the general path's case
+        _json({"inputs": _with_row([0.25, 1.5, -2.0, 3.0])}).replace(b"0.25", b"1e400", 1),
+        _json({"inputs": _with_row([0.25, 18446744073709551615, -2.0, 3.0])}).replace(
+            b"18446744073709551615", b"18446744073709551616"
+        ),
+        _json({"inputs": _big_rows()})[:-1],  # cut short
+        _json({"inputs": _big_rows()}) + b" x",
+        _json({"inputs": _big_rows()}).replace(b"[[", b"[[NaN,", 1),
+        b'{"inputs": [[1.5, 2.5, 3.5, 4.5]], "x": "\xff' + b"\xff" * 4096 + b'"}',
+        b"\xff" + _json({"inputs": _big_rows()}),
+    ],
+    ids=[
+        "params",
+        "two-keys",
+        "key-twice",
+        "index",
+        "data-twice",
+        "names-too-few",
+        "bracket-in-a-name",
+        "name-not-text",
+        "columns-not-a-list",
+        "split-not-an-object",
+        "data-an-object",
+        "instances-an-object",
+        "records",
+        "bool",
+        "null",
+        "text",
+        "nested",
+        "object-in-a-row",
+        "short-row",
+        "long-row",
+        "object-row",
+        "text-row",
+        "number-row",
+        "empty-rows",
+        "scalars",
+        "out-of-range",
+        "beyond-64-bits",
+        "cut-short",
+        "trailing",
+        "nan",
+        "not-utf8",
+        "not-utf8-first",
+    ],
+)
+def test_anything_but_plain_rows_of_numbers_is_left_to_the_general_path(body: bytes) -> None:
+    assert len(body) >= FAST_MIN_BYTES
+    assert json_matrix(body, mlflow=True) is None
+
+
+def test_the_rows_the_refusals_start_from_are_read_fast() -> None:
+    """The bodies above are these, each with one thing changed."""
+    plain = _with_row([0.25, 1.5, -2.0, 3.0])
+    for body in (_json({"inputs": plain}), _json({"inputs": _big_rows()})):
+        found = json_matrix(body, mlflow=True)
+        assert found is not None
+        assert found.matrix.shape[1] == 4
+
+
+def test_the_predict_path_reads_only_a_top_level_list_of_lists() -> None:
+    rows = _big_rows()
+    assert json_matrix(_json({"inputs": rows}), mlflow=False) is None
+    assert json_matrix(_json(rows), mlflow=True) is None
+    records = [dict(zip(NAMES, r, strict=True)) for r in rows]
+    assert json_matrix(_json(records), mlflow=False) is None
+    assert json_matrix(_json(_with_row([0.25, [1.5], -2.0, 3.0])), mlflow=False) is None
+
+
+def test_a_small_body_takes_the_general_path() -> None:
+    small = _json({"inputs": [[0.25, 1.5, -2.0, 3.0]] * 4})
+    assert len(small) < FAST_MIN_BYTES
+    assert json_matrix(small, mlflow=True) is None
+
+
+def test_a_body_read_fast_falls_back_whole_for_a_model_that_does_not_take_it() -> None:
+    """Other names, another width, a model with text inputs, a routing field among the
+    columns, and a sticky field's value all get the general path's answer."""
+    rows = _big_rows()
+    floats = InputValidator(Signature.infer(pd.DataFrame({n: [1.0] for n in NAMES})))
+    other = InputValidator(Signature.infer(pd.DataFrame({n: [1.0] for n in "abcd"})))
+    texts = InputValidator(
+        Signature.infer(pd.DataFrame({"f0": [1.0], "f1": [1.0], "f2": [1.0], "f3": ["x"]}))
+    )
+    body = _json({"dataframe_split": {"columns": list(NAMES), "data": rows}})
+    split = decode_invocations("application/json", body)
+    fast = split.validate(floats, frozenset())
+    assert fast.ok
+    assert fast.matrix.tobytes() == np.array(rows, dtype=np.float64).tobytes()
+    # Other column names: the validator names what is missing, as on the general path.
+    renamed = split.validate(other, frozenset())
+    assert not renamed.ok
+    assert {p.column for p in renamed.problems} >= {"a", "b", "c", "d"}
+    typed = split.validate(texts, frozenset())
+    assert not typed.ok
+    assert {p.column for p in typed.problems} == {"f3"}
+    # f3 is a routing field, not an input: the general path drops it before validating.
+    three = InputValidator(Signature.infer(pd.DataFrame({n: [1.0] for n in NAMES[:3]})))
+    routed = split.validate(three, frozenset({"f3"}))
+    assert routed.ok
+    assert routed.n_rows == len(rows)
+    # The sticky value is the text of the value as sent (an int stays an int).
+    assert split.sticky("f0") == "0"
+    positional = decode_invocations("application/json", _json({"inputs": rows}))
+    assert positional.sticky("f0") is None
+    assert positional.validate(floats, frozenset()).ok
+    wide = InputValidator(Signature.infer(pd.DataFrame({f"x{i}": [1.0] for i in range(5)})))
+    assert not positional.validate(wide, frozenset()).ok
+    listed = decode_predict("application/json", _json(rows))
+    assert listed.validate(floats, frozenset()).ok
 
 
 # -- through the app ----------------------------------------------------------------------
@@ -297,3 +504,42 @@ def test_only_a_post_to_a_prediction_path_takes_the_shortcut(
         assert live.status_code == 200
 
     _with_app(settings, call)
+
+
+def test_large_bodies_read_fast_answer_and_refuse_as_on_the_general_path(
+    project: tuple[Settings, Any, pd.DataFrame],
+) -> None:
+    settings, model, X = project
+    rows = X.to_numpy().tolist()
+    assert len(_json(rows)) >= FAST_MIN_BYTES
+    expected = model.predict_proba(X)
+    bodies = [
+        ("/invocations", {"dataframe_split": {"columns": list(NAMES), "data": rows}}),
+        ("/invocations", {"instances": rows}),
+        ("/invocations", {"inputs": rows}),
+    ]
+    bad = [list(r) for r in rows]
+    bad[150][1] = True
+
+    async def call(client: httpx.AsyncClient, state: ServerApp) -> list[Any]:
+        out = []
+        for path, body in bodies:
+            r = await client.post(path, params={"method": "predict_proba"}, json=body)
+            assert r.status_code == 200, r.text
+            out.append(np.asarray(r.json()["predictions"]))
+        r = await client.post("/predict", json=rows)
+        assert r.status_code == 200, r.text
+        out.append(np.asarray(r.json()["probabilities"]))
+        for path, body in (
+            ("/invocations", {"dataframe_split": {"columns": list(NAMES), "data": bad}}),
+            ("/invocations", {"inputs": bad}),
+            ("/predict", bad),
+        ):
+            r = await client.post(path, json=body)
+            assert r.status_code == 422, r.text
+            (problem,) = r.json()["problems"]
+            assert (problem["row"], problem["column"], problem["value"]) == (150, "f1", True)
+        return out
+
+    for got in _with_app(settings, call):
+        np.testing.assert_allclose(got, expected, atol=1e-5)
