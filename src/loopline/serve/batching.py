@@ -9,6 +9,13 @@ Before starting a call it may also wait, at most ``max_wait_s``, but only when w
 can help: when other requests have arrived and are still being read, parsed or validated
 (:class:`Arrivals` counts them). A lone request never waits, so latency under light load
 is the same as without batching.
+
+A call of a few rows to a fast model runs in the event loop itself: handing it to the
+worker thread and back (two thread wake-ups and the loop's self-pipe) costs more than the
+call. Only while the calls of this batcher's model measure under ``inline_s`` on average
+and the batch has at most ``inline_rows`` rows; a slower model, or a model that becomes
+slower, goes back to the worker thread at its next call, so the loop is never held for
+longer than about ``inline_s``.
 """
 
 from __future__ import annotations
@@ -26,6 +33,12 @@ if TYPE_CHECKING:
     from loopline.registry.validation import ValidationResult
 
 log = logging.getLogger("loopline.serve")
+
+
+#: Calls of at most this many rows may run in the event loop ...
+INLINE_ROWS = 64
+#: ... while such calls take at most this long on average (seconds).
+INLINE_S = 0.001
 
 
 class BatcherClosed(Exception):
@@ -96,6 +109,8 @@ class MicroBatcher:
         arrivals: Arrivals | None = None,
         on_depth: Callable[[int], None] | None = None,
         name: str = "model",
+        inline_rows: int = INLINE_ROWS,
+        inline_s: float = INLINE_S,
     ) -> None:
         self.run_batch = run_batch
         self.executor = executor
@@ -111,6 +126,12 @@ class MicroBatcher:
         self._closing = False
         self.batches = 0
         self.jobs = 0
+        self.inline_rows = max(0, int(inline_rows))
+        self.inline_s = max(0.0, float(inline_s))
+        #: Moving average of the seconds a call of at most ``inline_rows`` rows took (None
+        #: until one was timed), and how many calls ran in the event loop.
+        self.small_call_s: float | None = None
+        self.inline_batches = 0
 
     @property
     def depth(self) -> int:
@@ -169,8 +190,13 @@ class MicroBatcher:
             batch = self._take()
             if self.on_depth is not None:
                 self.on_depth(len(self._queue))
+            rows = sum(job.n_rows for job in batch)
             try:
-                results = await loop.run_in_executor(self.executor, self.run_batch, batch)
+                if self._inline(rows):
+                    self.inline_batches += 1
+                    results = self._timed(batch, rows)
+                else:
+                    results = await loop.run_in_executor(self.executor, self._timed, batch, rows)
             except Exception as exc:
                 results = await self._isolate(loop, batch, exc)
             self.batches += 1
@@ -183,6 +209,27 @@ class MicroBatcher:
                     fut.set_exception(result)
                 else:
                     fut.set_result(result)
+
+    def _inline(self, rows: int) -> bool:
+        """Whether a call of ``rows`` rows runs in the event loop (see the module's doc)."""
+        known = self.small_call_s
+        return (
+            self.inline_s > 0
+            and rows <= self.inline_rows
+            and known is not None
+            and known <= self.inline_s
+        )
+
+    def _timed(self, batch: list[Job], rows: int) -> list[Any]:
+        if rows > self.inline_rows:
+            return self.run_batch(batch)
+        t = time.perf_counter()
+        try:
+            return self.run_batch(batch)
+        finally:
+            took = time.perf_counter() - t
+            known = self.small_call_s
+            self.small_call_s = took if known is None else 0.8 * known + 0.2 * took
 
     async def _gather(self, loop: asyncio.AbstractEventLoop) -> None:
         """Wait until the requests in flight have queued, the batch is full, or the oldest

@@ -125,7 +125,8 @@ class ServedModel:
             self.metrics.queue_depth.labels(role=self.role).set(depth)
 
     def run_batch(self, jobs: Sequence[Job]) -> list[JobResult]:
-        """Predict the jobs' rows in one call (runs in the inference thread)."""
+        """Predict the jobs' rows in one call (in the inference thread, or in the event loop
+        for a small batch of a fast model: see :mod:`loopline.serve.batching`)."""
         from loopline.registry.validation import concat_columns
 
         t = time.perf_counter()

@@ -1,10 +1,12 @@
-"""The micro-batcher (batches under load, no wait when alone, isolation of a bad job) and
-the V2 tensor codec (JSON and binary)."""
+"""The micro-batcher (batches under load, no wait when alone, isolation of a bad job, small
+calls of a fast model in the event loop and nothing else) and the V2 tensor codec (JSON
+and binary)."""
 
 from __future__ import annotations
 
 import asyncio
 import struct
+import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -73,6 +75,67 @@ def test_a_failing_job_fails_alone() -> None:
     assert out[0] == "ok"
     assert isinstance(out[1], ValueError)
     assert out[2] == "ok"
+
+
+def _threads_of_calls(
+    sleeps: Sequence[float], rows: int, *, inline_s: float
+) -> tuple[list[bool], MicroBatcher]:
+    """Submit one job of ``rows`` rows per entry of ``sleeps`` (each call sleeps that long),
+    one after another: whether each call ran in the event loop's thread."""
+    in_loop: list[bool] = []
+    pending = list(sleeps)
+
+    async def main() -> MicroBatcher:
+        loop_thread = threading.get_ident()
+
+        def run(jobs: Sequence[Job]) -> list[Any]:
+            in_loop.append(threading.get_ident() == loop_thread)
+            time.sleep(pending.pop(0))
+            return [j.n_rows for j in jobs]
+
+        with ThreadPoolExecutor(1) as pool:
+            b = MicroBatcher(run, pool, max_rows=1000, max_wait_s=0, inline_s=inline_s)
+            b.start()
+            for _ in range(len(sleeps)):
+                assert await b.submit_nowait(_job(rows)) == rows
+            await b.close()
+        return b
+
+    batcher = asyncio.run(main())
+    return in_loop, batcher
+
+
+def test_small_calls_of_a_fast_model_run_in_the_event_loop_once_timed() -> None:
+    in_loop, b = _threads_of_calls([0.0] * 5, 4, inline_s=0.05)
+    assert in_loop == [False, True, True, True, True]  # the first call is timed in the thread
+    assert b.inline_batches == 4
+    assert b.small_call_s is not None
+    assert b.small_call_s < 0.05
+
+
+def test_a_slow_model_keeps_its_calls_in_the_worker_thread() -> None:
+    in_loop, b = _threads_of_calls([0.06] * 3, 4, inline_s=0.05)
+    assert in_loop == [False, False, False]
+    assert b.inline_batches == 0
+
+
+def test_a_model_that_slows_down_goes_back_to_the_worker_thread() -> None:
+    # Fast, then one call of 0.4 s: the average is then over 0.05 s, the next call goes to
+    # the thread, and stays there until fast calls bring the average down again.
+    in_loop, _ = _threads_of_calls([0.0, 0.0, 0.4, 0.0, 0.0], 4, inline_s=0.05)
+    assert in_loop[:3] == [False, True, True]
+    assert in_loop[3] is False
+
+
+def test_a_large_batch_always_goes_to_the_worker_thread() -> None:
+    in_loop, b = _threads_of_calls([0.0] * 3, 65, inline_s=0.05)
+    assert in_loop == [False, False, False]
+    assert b.small_call_s is None  # large calls are not what decides small ones
+
+
+def test_inline_calls_can_be_turned_off() -> None:
+    in_loop, _ = _threads_of_calls([0.0] * 3, 4, inline_s=0.0)
+    assert True not in in_loop
 
 
 def test_v2_json_and_binary_tensors() -> None:
