@@ -133,6 +133,34 @@ def test_a_large_batch_always_goes_to_the_worker_thread() -> None:
     assert b.small_call_s is None  # large calls are not what decides small ones
 
 
+def test_a_call_failing_in_the_event_loop_fails_only_its_bad_job() -> None:
+    ran_in_loop: list[bool] = []
+
+    async def main() -> list[Any]:
+        loop_thread = threading.get_ident()
+
+        def run(jobs: Sequence[Job]) -> list[Any]:
+            ran_in_loop.append(threading.get_ident() == loop_thread)
+            if any(j.request_id == "bad" for j in jobs):
+                raise ValueError("boom")
+            return ["ok" for _ in jobs]
+
+        with ThreadPoolExecutor(1) as pool:
+            b = MicroBatcher(run, pool, max_rows=100, max_wait_s=0, inline_s=0.05)
+            b.start()
+            assert await b.submit_nowait(_job(1, "first")) == "ok"  # timed in the thread
+            futures = [b.submit_nowait(_job(1, rid)) for rid in ("a", "bad", "c")]
+            out = await asyncio.gather(*futures, return_exceptions=True)
+            await b.close()
+            return out
+
+    out = asyncio.run(main())
+    assert ran_in_loop[:2] == [False, True]  # the batch of three failed in the loop
+    assert out[0] == "ok"
+    assert isinstance(out[1], ValueError)
+    assert out[2] == "ok"
+
+
 def test_inline_calls_can_be_turned_off() -> None:
     in_loop, _ = _threads_of_calls([0.0] * 3, 4, inline_s=0.0)
     assert True not in in_loop
