@@ -50,19 +50,24 @@ def test_a_second_server_on_a_port_in_use_fails_and_takes_no_traffic(
 
 
 def _wait_gone(pid: int) -> None:
-    """Until process ``pid`` has exited: reaped, or a zombie.
+    """Until every thread of process ``pid`` has exited: reaped, or all zombies.
 
-    An empty ``/proc/PID/fd`` is not enough: a dying process empties its file table
-    first and releases the files later in its exit (Linux defers the last close of each
-    to the end of ``do_exit``), so for a moment its listening socket still takes
-    connections, then resets them. A zombie has released everything."""
-    stat = Path(f"/proc/{pid}/stat")
+    Neither an empty ``/proc/PID/fd`` nor a zombie leader is enough. A dying process
+    empties its file table first and releases the files at the end of its exit; and the
+    threads share that table, so the files close only as the *last* thread exits, while
+    the leader may already show as a zombie. Until then the listening socket still takes
+    connections, then resets them. A thread that has exited has released everything."""
+    tasks = Path(f"/proc/{pid}/task")
     for _ in range(400):
         try:
-            state = stat.read_text().rsplit(")", 1)[1].split()[0]
+            states = [
+                (task / "stat").read_text().rsplit(")", 1)[1].split()[0] for task in tasks.iterdir()
+            ]
         except (OSError, IndexError):
-            return  # reaped
-        if state in ("Z", "X"):
+            states = None  # the process, or one of its threads, went meanwhile
+            if not tasks.exists():
+                return  # reaped
+        if states is not None and all(state in ("Z", "X") for state in states):
             return
         time.sleep(0.05)
     raise AssertionError(f"process {pid} has not exited 20 s after SIGKILL")
