@@ -1,6 +1,6 @@
 """``python -m loopline`` is the ``loopline`` command."""
 
-from loopline.cli.main import main
+from loopline.cli.main import run
 
 if __name__ == "__main__":
-    main()
+    run()

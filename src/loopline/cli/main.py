@@ -11,6 +11,7 @@ Exit codes: 0 success, 1 a check or command failed, 2 bad usage or configuration
 
 from __future__ import annotations
 
+import atexit
 import os
 import sys
 from collections.abc import Sequence
@@ -220,6 +221,58 @@ def main(argv: Sequence[str] | None = None) -> None:
         _print_error(exc.format_message())
         sys.exit(exc.exit_code)
     sys.exit(result if isinstance(result, int) else 0)
+
+
+#: The exit status of the command :func:`run` ran (None until it ended with one).
+_status: int | None = None
+
+
+def run() -> None:
+    """The console script and ``python -m loopline``: :func:`main`, then an exit that
+    skips the native libraries' teardown.
+
+    After a command has done its work and printed its result, pyarrow's thread pools
+    can abort the process in their C++ destructors at the very end of its exit
+    ("terminate called without an active exception", status 134): with four running at
+    once, about one ``loopline data validate`` in seven did. So once Python's own exit
+    work is done (non-daemon threads joined, every other ``atexit`` handler run: open
+    runs finished, Ray shut down, worker processes reaped), :func:`_end` flushes the
+    logs and standard streams and ends the process with the command's status, without
+    that teardown. (Each command has closed its database and files by then.)
+    :func:`main` called from Python (a notebook, a test) exits as usual.
+    """
+    global _status
+    atexit.register(_end)  # registered first (nothing else is yet), so it runs last
+    try:
+        main()
+    except SystemExit as exc:
+        _status = _exit_status(exc.code)
+        raise
+
+
+def _exit_status(code: object) -> int:
+    """The process status Python gives ``sys.exit(code)``: None 0, an int itself, else 1."""
+    if code is None:
+        return 0
+    return code if isinstance(code, int) else 1
+
+
+def _end() -> None:
+    if _status is None:
+        return  # the command ended with an uncaught exception: Python's exit as usual
+    status = _status
+    if "logging" in sys.modules:
+        import logging
+
+        logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            if stream is not None:
+                stream.flush()
+        except (OSError, ValueError):
+            if status == 0:
+                status = 120  # what Python returns when it cannot flush its output
+    os._exit(status)
 
 
 def _debug() -> bool:
