@@ -84,6 +84,7 @@ def test_output_that_cannot_be_flushed_fails_the_command_with_120(tmp_path: Path
     finally:
         os.close(write)
     assert proc.returncode == 120, proc.stderr
+    assert proc.stderr == "error: the command's output could not be written out: Broken pipe\n"
 
 
 def test_an_uncaught_exception_exits_as_python_does(tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ Exit codes: 0 success, 1 a check or command failed, 2 bad usage or configuration
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import sys
 from collections.abc import Sequence
@@ -265,13 +266,18 @@ def _end() -> None:
         import logging
 
         logging.shutdown()
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            if stream is not None:
-                stream.flush()
-        except (OSError, ValueError):
-            if status == 0:
-                status = 120  # what Python returns when it cannot flush its output
+    try:
+        if sys.stdout is not None:
+            sys.stdout.flush()
+    except (OSError, ValueError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        if sys.stderr is not None:
+            _print_error(f"the command's output could not be written out: {reason}")
+        if status == 0:
+            status = 120  # what Python returns when it cannot flush its output
+    with contextlib.suppress(OSError, ValueError):
+        if sys.stderr is not None:
+            sys.stderr.flush()
     os._exit(status)
 
 

@@ -6,6 +6,7 @@ writes every answered prediction to the log and exits 0."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import signal
 import time
@@ -59,16 +60,14 @@ def _wait_gone(pid: int) -> None:
     connections, then resets them. A thread that has exited has released everything."""
     tasks = Path(f"/proc/{pid}/task")
     for _ in range(400):
-        try:
+        if not tasks.exists():
+            return  # reaped
+        with contextlib.suppress(OSError, IndexError):  # a thread went while being read
             states = [
-                (task / "stat").read_text().rsplit(")", 1)[1].split()[0] for task in tasks.iterdir()
+                (t / "stat").read_text().rsplit(")", 1)[1].split()[0] for t in tasks.iterdir()
             ]
-        except (OSError, IndexError):
-            states = None  # the process, or one of its threads, went meanwhile
-            if not tasks.exists():
-                return  # reaped
-        if states is not None and all(state in ("Z", "X") for state in states):
-            return
+            if all(state in ("Z", "X") for state in states):
+                return
         time.sleep(0.05)
     raise AssertionError(f"process {pid} has not exited 20 s after SIGKILL")
 
