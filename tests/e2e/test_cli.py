@@ -6,6 +6,7 @@ import json
 import socket
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -123,16 +124,19 @@ def test_missing_store_folder_is_reported_with_the_fix(tmp_path: Path) -> None:
     assert statuses["artifact store"] == "fail"
 
 
-def test_bad_config_exits_2_and_names_the_file(tmp_path: Path) -> None:
-    project = tmp_path / "p"
-    project.mkdir()
-    (project / "loopline.toml").write_text("metdata_url = 'x'\n")
-    proc = run("doctor", cwd=project, code=2)
-    assert str(project / "loopline.toml") in proc.stdout  # doctor's table says it
-    assert "metdata_url" in proc.stdout
-    other = run("data", "ls", cwd=project, code=2)  # any other command: one line
-    assert str(project / "loopline.toml") in other.stderr
-    assert "did you mean 'metadata_url'" in other.stderr
+def test_bad_config_exits_2_and_names_the_file() -> None:
+    # A project path of a usual length: pytest's own temporary folders are long enough
+    # that the table folds the path across two lines.
+    with tempfile.TemporaryDirectory() as tmp:
+        project = Path(tmp) / "p"
+        project.mkdir()
+        (project / "loopline.toml").write_text("metdata_url = 'x'\n")
+        proc = run("doctor", cwd=project, code=2)
+        assert str(project / "loopline.toml") in proc.stdout  # doctor's table says it
+        assert "metdata_url" in proc.stdout
+        other = run("data", "ls", cwd=project, code=2)  # any other command: one line
+        assert str(project / "loopline.toml") in other.stderr
+        assert "did you mean 'metadata_url'" in other.stderr
 
 
 def test_db_upgrade_and_current(tmp_path: Path) -> None:
